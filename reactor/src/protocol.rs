@@ -1,0 +1,159 @@
+//! The contract between the reactor and user code: [`Protocol`], [`Factory`], [`ClientFactory`]
+//! and [`DisconnectReason`].
+//!
+//! # Call order
+//! Per connection: `connection_made` once, before anything else; then any number of
+//! `data_received` (and `timer_fired`, `pause_producing`/`resume_producing`); then at most one
+//! `eof_received` when the peer half-closes; then `connection_lost(reason)` exactly once, last.
+//! Nothing is called on a protocol after `connection_lost`, and the protocol is dropped.
+//!
+//! # Re-entrancy
+//! No method of [`Ctx`] or of a [`Transport`](crate::Transport) runs user code synchronously.
+//! Writing, closing, pausing, connecting or writing to another connection only records the
+//! intent or queues data; any callback that follows (`connection_lost` after a close,
+//! `connection_made` of an outbound connection, producer pause/resume, timer firings) is
+//! dispatched after the current callback returns. Shared `Rc<RefCell<_>>` state held by a
+//! factory and its protocols is therefore never borrowed twice.
+//!
+//! # Disconnects
+//! A disconnect is an event, not an error: `connection_lost` receives a [`DisconnectReason`]
+//! telling a clean close from a lost connection (with the I/O error), an abort, a timeout or a
+//! panic. Setup calls (`listen_tcp`, `connect_tcp`) return `Result` with [`Error`](crate::Error).
+//!
+//! # Closing
+//! `lose_connection` stops delivering input, flushes everything buffered, sends FIN and then
+//! `connection_lost(Clean)` follows. Writes after `lose_connection` are ignored.
+//! `abort_connection` drops the buffer and resets the connection (RST) at once:
+//! `connection_lost(Aborted)`. Repeated close calls are no-ops.
+//!
+//! # Half-close
+//! When the peer sends FIN, `eof_received` is called. Returning `false` (the default) finishes
+//! writing everything buffered and then closes cleanly, so a reply to the last bytes is never
+//! lost. Returning `true` keeps the write side open until the protocol calls `write_eof` or
+//! `lose_connection`. When both halves are closed `connection_lost` follows, exactly once.
+//!
+//! # Backpressure
+//! Each transport buffers writes in user space. When the buffer goes strictly above its high
+//! watermark (64 KiB by default) `pause_producing` is called once; when it drains to at or below
+//! the low watermark (16 KiB) `resume_producing` is called once. By default a protocol is its
+//! own transport's producer and these pause and resume reading, so an echo protocol is
+//! backpressured without writing any flow-control code. `write` also returns whether the
+//! buffer is above the high mark, for writers that loop.
+//!
+//! # Panics
+//! A panic in any callback is caught and logged; the connection it belongs to is aborted and
+//! its protocol receives `connection_lost(Panicked)` (unless that is the callback that
+//! panicked). Other connections and the loop carry on.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::reactor::Ctx;
+use crate::timers::TimerId;
+use crate::Error;
+
+/// Why a connection ended. Delivered once, to `connection_lost`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// Closed cleanly: our `lose_connection` finished, or the peer closed and we finished.
+    Clean,
+    /// Lost: the peer reset the connection or I/O failed.
+    Lost(io::Error),
+    /// Aborted by `abort_connection`, or at the end of a graceful shutdown's deadline.
+    Aborted,
+    /// Closed because a timeout expired.
+    TimedOut,
+    /// A callback panicked; the message is the panic's payload.
+    Panicked(String),
+}
+
+impl DisconnectReason {
+    /// True for [`DisconnectReason::Clean`].
+    pub fn is_clean(&self) -> bool {
+        matches!(self, DisconnectReason::Clean)
+    }
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DisconnectReason::Clean => f.write_str("connection closed cleanly"),
+            DisconnectReason::Lost(e) => write!(f, "connection lost: {e}"),
+            DisconnectReason::Aborted => f.write_str("connection aborted"),
+            DisconnectReason::TimedOut => f.write_str("connection timed out"),
+            DisconnectReason::Panicked(msg) => write!(f, "a callback panicked: {msg}"),
+        }
+    }
+}
+
+/// An event-driven connection handler, built per connection by a [`Factory`] or
+/// [`ClientFactory`]. Every callback gets a [`Ctx`]: `cx.transport()` is this connection.
+pub trait Protocol: 'static {
+    /// The connection is established. Called once, before any other callback.
+    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+        let _ = cx;
+    }
+
+    /// Bytes arrived. `data` is a slice of the reactor's shared read buffer, valid only during
+    /// the call: copy what you keep. Any split of the stream is possible, down to one byte.
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]);
+
+    /// The peer half-closed (sent FIN). Return `false` (the default) to finish writing and close
+    /// cleanly, `true` to keep the write side open.
+    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
+        let _ = cx;
+        false
+    }
+
+    /// The connection is over. Called exactly once, last.
+    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        let _ = (cx, reason);
+    }
+
+    /// A timer made with [`Ctx::call_later`] fired.
+    fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
+        let _ = (cx, timer);
+    }
+
+    /// The transport's write buffer went above its high watermark. Default: pause reading.
+    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        cx.transport().pause_reading();
+    }
+
+    /// The transport's write buffer drained to its low watermark. Default: resume reading.
+    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+        cx.transport().resume_reading();
+    }
+}
+
+/// Builds a protocol for each accepted connection; shared state (a chat room) lives here and is
+/// handed to each protocol.
+pub trait Factory: 'static {
+    /// Builds the protocol for a connection from `peer`; `None` refuses it (the socket is
+    /// closed at once).
+    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>>;
+}
+
+impl<F> Factory for F
+where
+    F: FnMut(SocketAddr) -> Option<Box<dyn Protocol>> + 'static,
+{
+    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+        self(peer)
+    }
+}
+
+/// Builds the protocol of an outgoing connection once it is established, and hears about
+/// failures to establish it.
+pub trait ClientFactory: 'static {
+    /// Builds the protocol once the connection to `peer` is established.
+    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol>;
+
+    /// The connection could not be made: refused, unreachable, timed out, or cancelled by a
+    /// shutdown. Default: log it.
+    fn client_connection_failed(&mut self, cx: &mut Ctx<'_>, reason: Error) {
+        let _ = cx;
+        tracing::info!(%reason, "client connection failed");
+    }
+}

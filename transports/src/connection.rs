@@ -1,0 +1,372 @@
+//! The per-connection transport state machine: socket, write buffer, reading and half-close
+//! state. It performs I/O when asked and reports what happened; the event loop decides when to
+//! ask and which protocol callbacks follow. It knows nothing of protocols or of the loop, so it
+//! is unit-tested here with plain sockets.
+
+use std::io;
+
+use bytes::Bytes;
+
+use crate::buffer::{FlushStatus, WriteBuffer};
+
+/// What a transport needs from its socket beyond `Read` and `Write`.
+pub trait Socket: io::Read + io::Write {
+    /// Shuts the write half down (sends FIN).
+    fn shutdown_write(&self) -> io::Result<()>;
+    /// Makes the coming close abortive (SO_LINGER 0: RST instead of FIN).
+    fn set_abortive_close(&self) -> io::Result<()>;
+}
+
+/// The result of one read attempt.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// `n` bytes were read into the front of the buffer.
+    Data(usize),
+    /// The peer closed its write half (FIN).
+    Eof,
+    /// Nothing to read right now.
+    WouldBlock,
+    /// The read failed (for example a reset).
+    Error(io::Error),
+}
+
+/// What the loop should do with a connection after a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteState {
+    /// Nothing buffered and nothing to do.
+    Idle,
+    /// Data is buffered and the socket would block: wait for writability.
+    Blocked,
+    /// Data is buffered but this turn's budget ran out: flush again next turn.
+    Budget,
+}
+
+/// One connection's transport: its socket, write buffer and close state.
+#[derive(Debug)]
+pub struct Connection<S> {
+    socket: S,
+    buffer: WriteBuffer,
+    read_paused: bool,
+    read_closed: bool,
+    eof_requested: bool,
+    write_closed: bool,
+    closing: bool,
+    aborted: bool,
+    write_blocked: bool,
+    max_buffer: Option<usize>,
+}
+
+impl<S: Socket> Connection<S> {
+    /// Wraps a connected, non-blocking socket.
+    pub fn new(socket: S) -> Self {
+        Connection {
+            socket,
+            buffer: WriteBuffer::new(),
+            read_paused: false,
+            read_closed: false,
+            eof_requested: false,
+            write_closed: false,
+            closing: false,
+            aborted: false,
+            write_blocked: false,
+            max_buffer: None,
+        }
+    }
+
+    /// The socket.
+    pub fn socket(&self) -> &S {
+        &self.socket
+    }
+
+    /// The socket, mutably (for registration).
+    pub fn socket_mut(&mut self) -> &mut S {
+        &mut self.socket
+    }
+
+    /// Consumes the transport, returning its socket.
+    pub fn into_socket(self) -> S {
+        self.socket
+    }
+
+    /// The write buffer.
+    pub fn buffer(&self) -> &WriteBuffer {
+        &self.buffer
+    }
+
+    /// The write buffer, mutably (watermark settings).
+    pub fn buffer_mut(&mut self) -> &mut WriteBuffer {
+        &mut self.buffer
+    }
+
+    /// True while new writes are accepted: not closing, not half-closed, not aborted.
+    pub fn accepts_writes(&self) -> bool {
+        !(self.closing || self.eof_requested || self.aborted)
+    }
+
+    /// Queues a copy of `data`. Ignored after `lose_connection`, `write_eof` or `abort`.
+    /// Returns whether the buffer is now above the high watermark.
+    pub fn write(&mut self, data: &[u8]) -> bool {
+        if !self.accepts_writes() {
+            return false;
+        }
+        self.buffer.push_slice(data)
+    }
+
+    /// Queues an owned chunk without copying. Same rules as [`Connection::write`].
+    pub fn write_bytes(&mut self, data: Bytes) -> bool {
+        if !self.accepts_writes() {
+            return false;
+        }
+        self.buffer.push_bytes(data)
+    }
+
+    /// Sets a hard cap on buffered bytes (`None`: no cap, the default).
+    pub fn set_max_buffer(&mut self, cap: Option<usize>) {
+        self.max_buffer = cap;
+    }
+
+    /// True when a hard cap is set and the buffer exceeds it.
+    pub fn over_max_buffer(&self) -> bool {
+        self.max_buffer.is_some_and(|cap| self.buffer.len() > cap)
+    }
+
+    /// Reads once into `buf`, retrying on `Interrupted`. Records the peer's EOF.
+    pub fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        loop {
+            return match self.socket.read(buf) {
+                Ok(0) => {
+                    self.read_closed = true;
+                    ReadOutcome::Eof
+                }
+                Ok(n) => ReadOutcome::Data(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => ReadOutcome::Error(e),
+            };
+        }
+    }
+
+    /// Pauses reading (idempotent).
+    pub fn pause_reading(&mut self) {
+        self.read_paused = true;
+    }
+
+    /// Resumes reading (idempotent). Returns true if reading was paused and may now proceed.
+    pub fn resume_reading(&mut self) -> bool {
+        let was = self.read_paused;
+        self.read_paused = false;
+        was && self.wants_read()
+    }
+
+    /// True while reading is paused by the user.
+    pub fn is_read_paused(&self) -> bool {
+        self.read_paused
+    }
+
+    /// True when data should be read and delivered: not paused, no EOF yet, not closing.
+    pub fn wants_read(&self) -> bool {
+        !(self.read_paused || self.read_closed || self.closing || self.aborted)
+    }
+
+    /// True once the peer's FIN has been read.
+    pub fn is_read_closed(&self) -> bool {
+        self.read_closed
+    }
+
+    /// Marks the read half closed without reading an EOF (used when a close makes the rest of
+    /// the input irrelevant).
+    pub fn mark_read_closed(&mut self) {
+        self.read_closed = true;
+    }
+
+    /// True once our FIN has been sent.
+    pub fn is_write_closed(&self) -> bool {
+        self.write_closed
+    }
+
+    /// True once `lose_connection` was called.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// True once `abort` was called.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted
+    }
+
+    /// Requests a clean close: flush, then FIN. Returns false if it was already requested.
+    pub fn lose_connection(&mut self) -> bool {
+        if self.closing || self.aborted {
+            return false;
+        }
+        self.closing = true;
+        true
+    }
+
+    /// Requests a half-close: flush, then FIN, reading goes on. Returns false if already done.
+    pub fn write_eof(&mut self) -> bool {
+        if self.eof_requested || self.closing || self.aborted {
+            return false;
+        }
+        self.eof_requested = true;
+        true
+    }
+
+    /// Drops the buffer and arranges an RST on close. Returns false if already aborted.
+    pub fn abort(&mut self) -> bool {
+        if self.aborted {
+            return false;
+        }
+        self.aborted = true;
+        self.buffer.clear();
+        self.write_blocked = false;
+        // Best effort: the socket may already be dead, in which case a plain close is fine.
+        let _ = self.socket.set_abortive_close();
+        true
+    }
+
+    /// True when a flush has work to do now: buffered data, or a pending FIN, and the socket is
+    /// not known to be blocked.
+    pub fn needs_flush(&self) -> bool {
+        !self.aborted
+            && !self.write_blocked
+            && (!self.buffer.is_empty() || ((self.closing || self.eof_requested) && !self.write_closed))
+    }
+
+    /// True while waiting for writability.
+    pub fn is_write_blocked(&self) -> bool {
+        self.write_blocked
+    }
+
+    /// Called on a writable event: the socket may accept data again.
+    pub fn set_writable(&mut self) {
+        self.write_blocked = false;
+    }
+
+    /// Writes buffered data (at most `max_calls` calls), then sends the FIN if a close or
+    /// half-close is pending and everything is out. An error means the connection is lost.
+    pub fn flush(&mut self, max_calls: usize) -> io::Result<WriteState> {
+        if self.aborted {
+            return Ok(WriteState::Idle);
+        }
+        match self.buffer.flush_to(&mut self.socket, max_calls)? {
+            FlushStatus::WouldBlock => {
+                self.write_blocked = true;
+                return Ok(WriteState::Blocked);
+            }
+            FlushStatus::BudgetExhausted => return Ok(WriteState::Budget),
+            FlushStatus::Drained => {}
+        }
+        if (self.closing || self.eof_requested) && !self.write_closed {
+            self.write_closed = true;
+            match self.socket.shutdown_write() {
+                Ok(()) => {}
+                // The peer is already gone; the close goes on regardless.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(WriteState::Idle)
+    }
+
+    /// True when both halves are closed, or a requested close has sent its FIN: the connection
+    /// is over for its protocol.
+    pub fn is_finished(&self) -> bool {
+        self.aborted || (self.write_closed && (self.closing || self.read_closed))
+    }
+
+    /// The readiness this connection needs: always readable (errors and EOF arrive that way),
+    /// writable only while data waits for a blocked socket.
+    pub fn interest(&self) -> mio::Interest {
+        if self.write_blocked {
+            mio::Interest::READABLE | mio::Interest::WRITABLE
+        } else {
+            mio::Interest::READABLE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    fn pair() -> (Connection<mio::net::TcpStream>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        (Connection::new(mio::net::TcpStream::from_std(server)), client)
+    }
+
+    #[test]
+    fn lose_connection_flushes_then_sends_fin() {
+        let (mut conn, mut peer) = pair();
+        conn.write(b"hello ");
+        conn.write_bytes(Bytes::from_static(&[b'w'; 1000]));
+        assert!(conn.lose_connection());
+        assert!(!conn.lose_connection(), "second close is a no-op");
+        assert!(!conn.write(b"ignored"), "writes after lose_connection are ignored");
+        assert_eq!(conn.flush(usize::MAX).unwrap(), WriteState::Idle);
+        assert!(conn.is_finished());
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), 1006);
+        assert!(got.starts_with(b"hello w"));
+    }
+
+    #[test]
+    fn eof_then_write_eof_finishes() {
+        let (mut conn, mut peer) = pair();
+        peer.write_all(b"abc").unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut buf = [0u8; 16];
+        let mut data = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match conn.read(&mut buf) {
+                ReadOutcome::Data(n) => data.extend_from_slice(&buf[..n]),
+                ReadOutcome::Eof => break,
+                ReadOutcome::WouldBlock => assert!(std::time::Instant::now() < deadline, "no EOF"),
+                ReadOutcome::Error(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(data, b"abc");
+        assert!(!conn.is_finished(), "half-closed by the peer only");
+        conn.write(b"reply");
+        conn.write_eof();
+        conn.flush(usize::MAX).unwrap();
+        assert!(conn.is_finished());
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"reply");
+    }
+
+    #[test]
+    fn abort_sends_reset() {
+        let (mut conn, mut peer) = pair();
+        conn.write(b"dropped");
+        assert!(conn.abort());
+        assert!(!conn.abort());
+        assert!(conn.is_finished());
+        drop(conn.into_socket());
+        let mut buf = [0u8; 16];
+        let err = peer.read(&mut buf).expect_err("expected a reset");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    }
+
+    #[test]
+    fn pause_and_resume_are_idempotent() {
+        let (mut conn, _peer) = pair();
+        assert!(conn.wants_read());
+        conn.pause_reading();
+        conn.pause_reading();
+        assert!(!conn.wants_read());
+        assert!(conn.resume_reading());
+        assert!(!conn.resume_reading());
+        assert!(conn.wants_read());
+    }
+}
