@@ -475,10 +475,11 @@ impl Reactor {
     ) -> io::Result<bool> {
         let deadline = Instant::now() + timeout;
         while !done(self) {
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Ok(false);
             }
-            self.turn()?;
+            self.turn_within(Some(deadline - now))?;
         }
         Ok(true)
     }
@@ -496,6 +497,11 @@ impl Reactor {
     /// Steps 5 and 6 also run after every callback, so writes made in one callback leave in one
     /// `write_vectored` call right after it returns.
     pub fn turn(&mut self) -> io::Result<()> {
+        self.turn_within(None)
+    }
+
+    /// [`Reactor::turn`], waiting in the poller at most `max_wait`.
+    fn turn_within(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
         self.pick_up_stop_request();
 
         // 1. How long may we sleep?
@@ -508,6 +514,10 @@ impl Reactor {
             Some(until_timer.map_or(MANUAL_CLOCK_POLL_CAP, |t| t.min(MANUAL_CLOCK_POLL_CAP)))
         } else {
             until_timer
+        };
+        let timeout = match (timeout, max_wait) {
+            (Some(t), Some(m)) => Some(t.min(m)),
+            (t, m) => t.or(m),
         };
 
         // 2. Wait for readiness.

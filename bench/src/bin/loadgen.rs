@@ -1,0 +1,143 @@
+//! `loadgen`: single-threaded mio load generator for echo servers.
+//!
+//! ```text
+//! loadgen pingpong --addr 127.0.0.1:7000 --conns 100 --size 64 --duration 5
+//! loadgen pingpong --addr 127.0.0.1:7000 --conns 100 --size 64 --messages 10000
+//! loadgen stream   --addr 127.0.0.1:7000 --conns 10 --size 65536 --duration 5
+//! ```
+//!
+//! Prints one machine-readable `RESULT key=value ...` line and one human-readable line
+//! on standard output, and exits non-zero (with the reason on standard error) if a
+//! connection fails, an echoed byte is wrong, or the run stalls. Only loopback
+//! addresses are accepted as targets.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use torsion_bench::loadgen::{pingpong, stream, Report};
+
+/// Load generator for the torsion echo benchmark.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The workloads.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Request/response: each connection sends a message and waits for its whole echo
+    /// before sending the next. Reports messages/s and latency quantiles.
+    Pingpong(PingPongArgs),
+    /// Bulk: each connection keeps up to `depth x size` bytes in flight. Reports MB/s.
+    Stream(StreamArgs),
+}
+
+/// Options common to both workloads.
+#[derive(Debug, Args)]
+struct Common {
+    /// Echo server address (loopback only).
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Number of concurrent connections.
+    #[arg(long, default_value_t = 100)]
+    conns: usize,
+    /// Message size (pingpong) or write unit (stream), in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+}
+
+/// `pingpong` options.
+#[derive(Debug, Args)]
+struct PingPongArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Length of the measured phase in seconds [default: 5].
+    #[arg(long, conflicts_with = "messages")]
+    duration: Option<f64>,
+    /// Instead of a duration: messages each connection completes.
+    #[arg(long)]
+    messages: Option<u64>,
+    /// With --messages: give up after this many seconds.
+    #[arg(long, default_value_t = 120.0)]
+    timeout: f64,
+}
+
+/// `stream` options.
+#[derive(Debug, Args)]
+struct StreamArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Length of the measured phase in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Units of `size` bytes that may be in flight per connection.
+    #[arg(long, default_value_t = 4)]
+    depth: usize,
+}
+
+/// Validates a duration given in seconds on the command line.
+fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    // Bounded so a typo cannot start a run of days.
+    if value.is_finite() && value > 0.0 && value <= 3600.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(format!("--{flag} must be between 0 and 3600 seconds, got {value}"))
+    }
+}
+
+fn run(cli: Cli) -> Result<Report, String> {
+    match cli.command {
+        Command::Pingpong(args) => {
+            let limit = match (args.duration, args.messages) {
+                (_, Some(0)) => return Err("--messages must be at least 1".into()),
+                (_, Some(m)) => pingpong::Limit::Messages(m),
+                (d, None) => pingpong::Limit::Duration(seconds(d.unwrap_or(5.0), "duration")?),
+            };
+            let config = pingpong::Config {
+                addr: args.common.addr,
+                conns: args.common.conns,
+                size: args.common.size,
+                limit,
+                timeout: seconds(args.timeout, "timeout")?,
+            };
+            pingpong::run(&config).map_err(|e| e.to_string())
+        }
+        Command::Stream(args) => {
+            let config = stream::Config {
+                addr: args.common.addr,
+                conns: args.common.conns,
+                size: args.common.size,
+                depth: args.depth,
+                duration: seconds(args.duration, "duration")?,
+            };
+            stream::run(&config).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(report) => {
+            let mut out = io::stdout().lock();
+            match writeln!(out, "{}\n{}", report.machine_line(), report.human_line())
+                .and_then(|()| out.flush())
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                // E.g. a closed pipe: the result was not delivered.
+                Err(e) => {
+                    eprintln!("loadgen: writing the result: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

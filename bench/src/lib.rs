@@ -1,0 +1,33 @@
+//! Benchmark harness for torsion's echo server.
+//!
+//! This crate is a tool, not a test suite. It provides:
+//!
+//! * three comparison echo servers (binaries `raw-mio-echo`, `tokio-echo`, and the
+//!   Python script `bench/asyncio_echo.py` next to this crate);
+//! * a single-threaded mio load generator (binary `loadgen`) with a request/response
+//!   (`pingpong`) and a throughput (`stream`) mode, both of which verify every echoed byte;
+//! * `bench/run.sh`, which runs every server through every scenario and prints a table.
+//!
+//! The library part holds what the binaries share: the verification [`pattern`], the
+//! latency [`histogram`], CPU-time sampling ([`cpu`]) and the load generator itself
+//! ([`loadgen`]).
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+pub mod cpu;
+pub mod histogram;
+pub mod loadgen;
+pub mod pattern;
+
+/// Default address the comparison servers listen on: loopback, kernel-chosen port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:0";
+
+/// Prints the `listening on <addr>` line every benchmarked server must emit as its very
+/// first line of standard output, and flushes it so a reader on a pipe or file sees it
+/// at once (`bench/run.sh` learns the kernel-chosen port from it).
+pub fn announce_listening(addr: SocketAddr) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "listening on {addr}")?;
+    out.flush()
+}

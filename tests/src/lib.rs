@@ -1,0 +1,190 @@
+//! Shared vocabulary for torsion's loopback integration tests: bounded waits, a server reactor
+//! on its own thread, deterministic random bytes, and recording protocols.
+//!
+//! ```
+//! use torsion_tests::pattern;
+//!
+//! let a = pattern(1, 1024);
+//! assert_eq!(a, pattern(1, 1024), "the same seed gives the same bytes");
+//! assert_ne!(a, pattern(2, 1024));
+//! ```
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use torsion_reactor::{Ctx, DisconnectReason, Factory, Protocol, Reactor, ReactorHandle};
+
+/// The longest any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Deterministic pseudo-random bytes (xorshift64*), so failures are reproducible.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Turns `reactor` until `done` holds, failing the test with `what` after [`WAIT`].
+pub fn run_until(reactor: &mut Reactor, what: &str, done: impl FnMut(&Reactor) -> bool) {
+    let ok = reactor.run_until(WAIT, done).expect("reactor turn failed");
+    assert!(ok, "timed out after {WAIT:?} waiting for: {what}");
+}
+
+/// Polls `done` until it holds, failing with `what` after [`WAIT`]. For waiting on another
+/// thread or process; each poll sleeps 1 ms (a bounded wait, not a synchronisation sleep).
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {WAIT:?} waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A reactor running on its own thread, serving one listener on 127.0.0.1 port 0.
+#[derive(Debug)]
+pub struct Server {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// A handle to the server's reactor.
+    pub handle: ReactorHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts a server whose factory is made on the server thread by `make_factory`.
+    pub fn start<F: Factory>(make_factory: impl FnOnce() -> F + Send + 'static) -> Server {
+        Server::start_with(|_| {}, make_factory)
+    }
+
+    /// Like [`Server::start`], with a hook to configure the reactor first.
+    pub fn start_with<F: Factory>(
+        configure: impl FnOnce(&mut Reactor) + Send + 'static,
+        make_factory: impl FnOnce() -> F + Send + 'static,
+    ) -> Server {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut reactor = Reactor::new().expect("reactor");
+            configure(&mut reactor);
+            let port = reactor.listen_tcp(localhost(), make_factory()).expect("listen");
+            tx.send((port.local_addr(), reactor.handle())).expect("send address");
+            reactor.run().expect("server reactor failed");
+        });
+        let (addr, handle) = rx.recv_timeout(WAIT).expect("server did not start");
+        Server { addr, handle, thread: Some(thread) }
+    }
+
+    /// A blocking client connected to the server, with read/write timeouts of [`WAIT`].
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect to test server");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        stream
+    }
+
+    /// Stops the server gracefully and waits (bounded) for its thread to end.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.handle.stop();
+        if let Some(thread) = self.thread.take() {
+            let deadline = Instant::now() + WAIT;
+            while !thread.is_finished() {
+                assert!(Instant::now() < deadline, "server thread did not stop");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.shutdown();
+        } else {
+            self.handle.stop();
+        }
+    }
+}
+
+/// 127.0.0.1 port 0.
+pub fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Writes `data` on a second thread while reading on this one; returns what came back before
+/// EOF. Shuts the write half down after writing when `half_close` is set.
+pub fn write_and_read_to_end(stream: TcpStream, data: Vec<u8>, half_close: bool) -> std::io::Result<Vec<u8>> {
+    let mut writer = stream.try_clone()?;
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        writer.write_all(&data)?;
+        if half_close {
+            writer.shutdown(std::net::Shutdown::Write)?;
+        }
+        Ok(())
+    });
+    let mut reader = stream;
+    let mut got = Vec::new();
+    let read = reader.read_to_end(&mut got);
+    sender.join().expect("writer thread panicked")?;
+    read.map(|_| got)
+}
+
+/// One lifecycle event seen by a [`Recorder`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `connection_made`.
+    Made,
+    /// `data_received` with these bytes.
+    Data(Vec<u8>),
+    /// `eof_received`.
+    Eof,
+    /// `connection_lost` with the reason's debug text.
+    Lost(String),
+}
+
+/// A shared log of events.
+pub type Log = Rc<RefCell<Vec<Event>>>;
+
+/// A protocol that records every callback and echoes data back.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// Where events go.
+    pub log: Log,
+}
+
+impl Protocol for Recorder {
+    fn connection_made(&mut self, _cx: &mut Ctx<'_>) {
+        self.log.borrow_mut().push(Event::Made);
+    }
+
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        self.log.borrow_mut().push(Event::Data(data.to_vec()));
+        cx.transport().write(data);
+    }
+
+    fn eof_received(&mut self, _cx: &mut Ctx<'_>) -> bool {
+        self.log.borrow_mut().push(Event::Eof);
+        false
+    }
+
+    fn connection_lost(&mut self, _cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        self.log.borrow_mut().push(Event::Lost(format!("{reason:?}")));
+    }
+}
