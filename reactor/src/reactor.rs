@@ -598,8 +598,7 @@ impl Reactor {
 
     fn internal_timer(&mut self, internal: Internal) {
         match internal {
-            Internal::ConnectTimeout(key) => {
-                let timeout = self.core.config.connect_timeout;
+            Internal::ConnectTimeout(key, timeout) => {
                 if let Some(conn) = self.core.conn(key) {
                     let addr = conn.peer;
                     self.connect_failed(key, Error::ConnectTimeout { addr, timeout });
@@ -1042,7 +1041,8 @@ impl Core {
         let key = self
             .add_conn(stream, addr, phase)
             .ok_or_else(|| Error::Io(io::Error::other("registering the connecting socket failed")))?;
-        let timer = self.timers.schedule(deadline, TimerKind::Internal(Internal::ConnectTimeout(key)));
+        let timer =
+            self.timers.schedule(deadline, TimerKind::Internal(Internal::ConnectTimeout(key, timeout)));
         if let Some(Conn { phase: Phase::Connecting { timeout, .. }, timers, .. }) = self.conn_mut(key) {
             *timeout = timer;
             timers.push(timer);
@@ -1202,6 +1202,11 @@ impl Core {
         }
         let Some(io) = conn.io.as_mut() else { return };
         if !io.needs_flush() {
+            // Nothing to write, but a half-close may just have completed the close (our FIN
+            // went out earlier and the peer's has now arrived).
+            if io.is_finished() {
+                self.finish(key, DisconnectReason::Clean);
+            }
             return;
         }
         let result = io.flush(budget);

@@ -42,7 +42,7 @@ pub(crate) enum TimerKind {
 /// The reactor's own timers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Internal {
-    ConnectTimeout(SourceKey),
+    ConnectTimeout(SourceKey, Duration),
     AcceptRetry(SourceKey),
     LingerTimeout(SourceKey),
     ShutdownDeadline,

@@ -36,10 +36,17 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
-/// Turns `reactor` until `done` holds, failing the test with `what` after [`WAIT`].
-pub fn run_until(reactor: &mut Reactor, what: &str, done: impl FnMut(&Reactor) -> bool) {
-    let ok = reactor.run_until(WAIT, done).expect("reactor turn failed");
-    assert!(ok, "timed out after {WAIT:?} waiting for: {what}");
+/// Turns `reactor` until `done` holds, failing the test with `what` after [`WAIT`]. Each
+/// poll waits at most 5 ms, so a condition that another thread makes true (with no event for
+/// this reactor) is noticed promptly.
+pub fn run_until(reactor: &mut Reactor, what: &str, mut done: impl FnMut(&Reactor) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if reactor.run_until(Duration::from_millis(5), &mut done).expect("reactor turn failed") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {WAIT:?} waiting for: {what}");
+    }
 }
 
 /// Polls `done` until it holds, failing with `what` after [`WAIT`]. For waiting on another

@@ -21,7 +21,9 @@ fn call_order_is_made_data_eof_lost() {
     let log: Log = Log::default();
     let factory_log = log.clone();
     let port = reactor
-        .listen_tcp(localhost(), move |_| Some(Box::new(Recorder { log: factory_log.clone() }) as Box<dyn Protocol>))
+        .listen_tcp(localhost(), move |_| {
+            Some(Box::new(Recorder { log: factory_log.clone() }) as Box<dyn Protocol>)
+        })
         .unwrap();
     let mut peer = client(port.local_addr());
     peer.write_all(b"hello").unwrap();
@@ -160,7 +162,8 @@ impl Protocol for Remember {
 #[test]
 fn a_stale_conn_id_resolves_to_nothing_even_after_its_slot_is_reused() {
     let mut reactor = Reactor::new().unwrap();
-    let ids: Rc<RefCell<Vec<Rc<Cell<Option<ConnId>>>>>> = Rc::default();
+    type Slot = Rc<Cell<Option<ConnId>>>;
+    let ids: Rc<RefCell<Vec<Slot>>> = Rc::default();
     let losts: Rc<RefCell<Vec<Rc<Cell<bool>>>>> = Rc::default();
     let (i, l) = (ids.clone(), losts.clone());
     let port = reactor
@@ -173,11 +176,15 @@ fn a_stale_conn_id_resolves_to_nothing_even_after_its_slot_is_reused() {
         })
         .unwrap();
     let first = client(port.local_addr());
-    run_until(&mut reactor, "first connection made", |_| ids.borrow().first().is_some_and(|c| c.get().is_some()));
+    run_until(&mut reactor, "first connection made", |_| {
+        ids.borrow().first().is_some_and(|c| c.get().is_some())
+    });
     drop(first);
     run_until(&mut reactor, "first connection lost", |_| losts.borrow()[0].get());
     let _second = client(port.local_addr());
-    run_until(&mut reactor, "second connection made", |_| ids.borrow().get(1).is_some_and(|c| c.get().is_some()));
+    run_until(&mut reactor, "second connection made", |_| {
+        ids.borrow().get(1).is_some_and(|c| c.get().is_some())
+    });
     let stale = ids.borrow()[0].get().unwrap();
     let fresh = ids.borrow()[1].get().unwrap();
     assert_ne!(stale, fresh);
