@@ -81,6 +81,7 @@ struct Config {
     shutdown_timeout: Duration,
     connect_timeout: Duration,
     accept_backoff: Duration,
+    nodelay: bool,
 }
 
 /// A listening socket and its factory.
@@ -304,6 +305,7 @@ impl Reactor {
                     shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
                     connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                     accept_backoff: DEFAULT_ACCEPT_BACKOFF,
+                    nodelay: true,
                 },
                 reserve_fd: File::open("/dev/null").ok(),
                 stop_requested: false,
@@ -347,6 +349,12 @@ impl Reactor {
     /// Sets the pause before accepting again after running out of descriptors (default 1 s).
     pub fn set_accept_backoff(&mut self, backoff: Duration) {
         self.core.config.accept_backoff = backoff;
+    }
+
+    /// Sets whether new connections get TCP_NODELAY (default on, as asyncio and Netty: small
+    /// writes leave at once instead of waiting for Nagle's algorithm).
+    pub fn set_nodelay_default(&mut self, on: bool) {
+        self.core.config.nodelay = on;
     }
 
     /// Listens on `addr` with default options (backlog 1024, SO_REUSEADDR).
@@ -807,12 +815,18 @@ impl Reactor {
     }
 
     fn connected(&mut self, key: SourceKey) {
+        let nodelay = self.core.config.nodelay;
         let Some(conn) = self.core.conn_mut(key) else { return };
         let Phase::Connecting { factory, timeout } = std::mem::replace(&mut conn.phase, Phase::Open) else {
             return;
         };
         let peer = conn.peer;
         conn.local = conn.io.as_ref().and_then(|io| io.socket().local_addr().ok());
+        if nodelay {
+            if let Some(io) = conn.io.as_ref() {
+                let _ = io.socket().set_nodelay(true);
+            }
+        }
         conn.read_ready = true;
         self.core.timers.cancel(timeout);
         let Some(mut factory) = factory else { return };
@@ -1054,6 +1068,10 @@ impl Core {
     fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr, phase: Phase) -> Option<SourceKey> {
         let connecting = matches!(phase, Phase::Connecting { .. });
         let local = if connecting { None } else { stream.local_addr().ok() };
+        if !connecting && self.config.nodelay {
+            // Best effort: a failure here leaves Nagle on, nothing worse.
+            let _ = stream.set_nodelay(true);
+        }
         let interest = if connecting { Interest::WRITABLE | Interest::READABLE } else { Interest::READABLE };
         let registry = &self.registry;
         let mut registered = Ok(());
