@@ -70,8 +70,7 @@ fn reuse_port_lets_two_listeners_share_a_port() {
     // Without SO_REUSEPORT the same bind fails with a typed error naming the address.
     let err = reactor
         .listen_tcp(first.local_addr(), echo_factory(count.clone()))
-        .err()
-        .expect("binding a taken port without SO_REUSEPORT fails");
+        .expect_err("binding a taken port without SO_REUSEPORT fails");
     assert!(err.to_string().contains(&first.local_addr().to_string()), "{err}");
 }
 
