@@ -102,3 +102,14 @@ impl ReactorHandle {
         self.shared.wake();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_is_send_sync_and_clone() {
+        fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+        assert_send_sync_clone::<ReactorHandle>();
+    }
+}

@@ -515,7 +515,10 @@ impl Reactor {
         // 1. How long may we sleep?
         let now = self.core.clock.now();
         let until_timer = self.core.timers.next_deadline().map(|d| d.saturating_duration_since(now));
-        let busy = !self.core.ready.is_empty() || !self.core.tasks.is_empty() || self.core.shared.has_calls();
+        let busy = !self.core.ready.is_empty()
+            || !self.core.tasks.is_empty()
+            || self.core.shared.has_calls()
+            || (self.core.stopping && self.core.connections == 0);
         let timeout = if busy {
             Some(Duration::ZERO)
         } else if self.core.clock.is_manual() {
