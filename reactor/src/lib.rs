@@ -51,9 +51,9 @@ mod timers;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use handle::ReactorHandle;
-pub use protocol::{ClientFactory, DisconnectReason, Factory, Protocol};
+pub use protocol::{ClientFactory, DisconnectReason, Factory, Producer, Protocol};
 pub use reactor::{
-    ConnId, Ctx, ListenerId, ListeningPort, Reactor, Transport, DEFAULT_ACCEPTS_PER_TURN,
+    ConnId, Ctx, ListenerId, ListeningPort, ProducerSource, Reactor, Transport, DEFAULT_ACCEPTS_PER_TURN,
     DEFAULT_ACCEPT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITES_PER_FLUSH,
 };
@@ -93,6 +93,9 @@ pub enum Error {
         /// The address connected to.
         addr: SocketAddr,
     },
+    /// A producer is already registered on this transport.
+    #[error("a producer is already registered on this transport")]
+    ProducerAlreadyRegistered,
     /// The reactor is stopping and takes no new listeners or connections.
     #[error("the reactor is stopping")]
     Stopping,

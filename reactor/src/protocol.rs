@@ -18,7 +18,7 @@
 //! # Disconnects
 //! A disconnect is an event, not an error: `connection_lost` receives a [`DisconnectReason`]
 //! telling a clean close from a lost connection (with the I/O error), an abort, a timeout or a
-//! panic. Setup calls (`listen_tcp`, `connect_tcp`) return `Result` with [`Error`](crate::Error).
+//! panic. Setup calls (`listen_tcp`, `connect_tcp`) return `Result` with [`Error`].
 //!
 //! # Closing
 //! `lose_connection` stops delivering input, flushes everything buffered, sends FIN and then
@@ -33,13 +33,38 @@
 //! `lose_connection`. When both halves are closed `connection_lost` follows, exactly once.
 //!
 //! # Backpressure
-//! Each transport buffers writes in user space. When the buffer goes strictly above its high
-//! watermark (64 KiB by default) `pause_producing` is called once; when it drains to at or below
-//! the low watermark (16 KiB) `resume_producing` is called once. By default a protocol is its
-//! own transport's producer and these pause and resume reading, so an echo protocol is
-//! backpressured without writing any flow-control code. `write` also returns whether the
-//! buffer is above the high mark, for writers that loop.
+//! Each transport buffers writes in user space as a queue of chunks with watermarks (64 KiB
+//! high, 16 KiB low by default; `set_write_buffer_limits` changes them and refuses low > high).
+//! Every path that adds bytes (`write`, `write_bytes`, `write_sequence`, and writes to another
+//! connection through `cx.transport_for`) runs the same check, and `write` returns whether the
+//! buffer is now above the high mark, for writers that loop.
 //!
+//! The transport's *producer* is paused and resumed around the marks, Twisted's
+//! producer/consumer contract with asyncio's hysteresis:
+//! - a push producer gets `pause_producing` exactly once when the buffer goes strictly above
+//!   high, and `resume_producing` exactly once when it drains to at or below low; they
+//!   alternate strictly;
+//! - by default the connection's own protocol is its producer, and [`Protocol::pause_producing`]
+//!   and [`Protocol::resume_producing`] pause and resume reading, so an echo server is
+//!   backpressured for free;
+//! - `register_producer(producer, streaming)` registers another connection (a [`ConnId`]: its
+//!   reading is paused, the proxy case) or a [`Producer`] object instead; a second registration
+//!   is an error, and registering on a closed transport calls `stop_producing` (after the
+//!   current callback);
+//! - a pull producer (`streaming == false`) gets `resume_producing` after registering and after
+//!   each drain to the low mark, writes one chunk each time, and is never paused;
+//! - `stop_producing` is called exactly once if the connection is lost while a producer is
+//!   registered; `unregister_producer` never calls it;
+//! - `lose_connection` with a pull producer registered waits for `unregister_producer`; with a
+//!   push producer it calls `stop_producing` once the buffer has drained; then FIN;
+//! - `pause_reading`/`resume_reading` are idempotent; pausing in `connection_made` is honoured;
+//!   resuming delivers data already in the kernel (and a FIN that came while paused), and does
+//!   not restart reading on a closing connection;
+//! - an optional hard cap (`set_max_write_buffer`, off by default) aborts a connection whose
+//!   buffer exceeds it, with [`DisconnectReason::BufferOverflow`].
+//!
+//! [`ConnId`]: crate::ConnId
+
 //! # Panics
 //! A panic in any callback is caught and logged; the connection it belongs to is aborted and
 //! its protocol receives `connection_lost(Panicked)` (unless that is the callback that
@@ -66,6 +91,10 @@ pub enum DisconnectReason {
     TimedOut,
     /// A callback panicked; the message is the panic's payload.
     Panicked(String),
+    /// The write buffer exceeded the hard cap set with
+    /// [`Transport::set_max_write_buffer`](crate::Transport::set_max_write_buffer); the
+    /// connection was aborted.
+    BufferOverflow,
 }
 
 impl DisconnectReason {
@@ -83,6 +112,7 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::Aborted => f.write_str("connection aborted"),
             DisconnectReason::TimedOut => f.write_str("connection timed out"),
             DisconnectReason::Panicked(msg) => write!(f, "a callback panicked: {msg}"),
+            DisconnectReason::BufferOverflow => f.write_str("write buffer exceeded its hard cap"),
         }
     }
 }
@@ -124,6 +154,30 @@ pub trait Protocol: 'static {
     /// The transport's write buffer drained to its low watermark. Default: resume reading.
     fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
         cx.transport().resume_reading();
+    }
+}
+
+/// A source of data for a connection, flow-controlled by that connection's write buffer
+/// (Twisted's `IPushProducer` / `IPullProducer`). Register it with
+/// [`Transport::register_producer`](crate::Transport::register_producer); its callbacks get a
+/// [`Ctx`] whose `transport()` is the consuming connection.
+///
+/// A *push* (streaming) producer writes whenever it likes and gets `pause_producing` when the
+/// buffer goes above its high watermark and `resume_producing` when it drains to the low one.
+/// A *pull* producer gets `resume_producing` right after registering and after each drain, and
+/// writes one chunk each time; it is never paused.
+pub trait Producer: 'static {
+    /// Produce (pull), or carry on producing (push).
+    fn resume_producing(&mut self, cx: &mut Ctx<'_>);
+
+    /// Stop producing until `resume_producing` (push producers only).
+    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        let _ = cx;
+    }
+
+    /// The consumer is gone or closing: stop for good. Called exactly once, if at all.
+    fn stop_producing(&mut self, cx: &mut Ctx<'_>) {
+        let _ = cx;
     }
 }
 

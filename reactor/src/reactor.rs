@@ -22,7 +22,7 @@ use tracing::{debug, error, trace, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::handle::{ReactorHandle, Shared};
-use crate::protocol::{ClientFactory, DisconnectReason, Factory, Protocol};
+use crate::protocol::{ClientFactory, DisconnectReason, Factory, Producer, Protocol};
 use crate::timers::{next_loop_deadline, Internal, LoopFn, TimerFn, TimerId, TimerKind, Timers};
 use crate::Error;
 
@@ -127,11 +127,95 @@ struct Conn {
     dirty: bool,
     /// Registered with WRITABLE interest.
     writable_interest: bool,
-    /// `pause_producing` was delivered and `resume_producing` not yet.
-    producer_paused: bool,
+    /// Who produces this connection's output, and its pause state.
+    producer: ProducerSlot,
     /// Timers owned by this connection, cancelled when it ends.
     timers: Vec<TimerId>,
     span: tracing::Span,
+}
+
+/// What a transport registered as its producer.
+enum ProducerKind {
+    /// No registration: the connection's own protocol (pausing it pauses reading by default).
+    Own,
+    /// Another connection: pausing it pauses its reading (the proxy case).
+    Conn(SourceKey),
+    /// A producer object; `None` while one of its callbacks runs.
+    Object(Option<Box<dyn Producer>>),
+}
+
+/// A connection's producer and its flow-control state.
+struct ProducerSlot {
+    kind: ProducerKind,
+    /// Push (true) or pull (false).
+    streaming: bool,
+    /// A push producer was paused and not yet resumed.
+    paused: bool,
+    /// A pull producer's `resume_producing` is queued.
+    resume_queued: bool,
+    /// The connection ended while the producer object was out running: stop it when it returns.
+    stop_pending: bool,
+    /// Bumped on every (un)registration, so queued calls for an old producer are dropped.
+    serial: u64,
+}
+
+impl Default for ProducerSlot {
+    fn default() -> Self {
+        ProducerSlot {
+            kind: ProducerKind::Own,
+            streaming: true,
+            paused: false,
+            resume_queued: false,
+            stop_pending: false,
+            serial: 0,
+        }
+    }
+}
+
+impl ProducerSlot {
+    fn is_registered(&self) -> bool {
+        !matches!(self.kind, ProducerKind::Own)
+    }
+
+    fn is_pull(&self) -> bool {
+        self.is_registered() && !self.streaming
+    }
+}
+
+/// A producer to register on a transport: another connection, or a [`Producer`] object.
+pub enum ProducerSource {
+    /// Another connection; its reading is paused and resumed, and `stop_producing` closes it.
+    Conn(ConnId),
+    /// A producer object.
+    Object(Box<dyn Producer>),
+}
+
+impl fmt::Debug for ProducerSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProducerSource::Conn(id) => f.debug_tuple("Conn").field(id).finish(),
+            ProducerSource::Object(_) => f.write_str("Object(..)"),
+        }
+    }
+}
+
+impl From<ConnId> for ProducerSource {
+    fn from(id: ConnId) -> Self {
+        ProducerSource::Conn(id)
+    }
+}
+
+impl<P: Producer> From<P> for ProducerSource {
+    fn from(producer: P) -> Self {
+        ProducerSource::Object(Box::new(producer))
+    }
+}
+
+/// A flow-control call for a connection's producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProducerCall {
+    Pause,
+    Resume,
 }
 
 enum Source {
@@ -143,8 +227,15 @@ enum Source {
 enum Task {
     /// Deliver `connection_lost` and drop the protocol.
     Lost(SourceKey, DisconnectReason),
-    PauseProducing(SourceKey),
-    ResumeProducing(SourceKey),
+    /// Pause or resume the producer registered (at `serial`) on a connection.
+    Producer(SourceKey, ProducerCall, u64),
+    /// `resume_producing` on a connection's own protocol, which a registration displaced
+    /// while it was paused.
+    ResumeOwn(SourceKey),
+    /// `stop_producing` on a producer object whose consumer is `SourceKey`.
+    StopObject(SourceKey, Box<dyn Producer>),
+    /// `stop_producing` on a connection registered as a producer: close it cleanly.
+    StopConn(SourceKey),
     /// A callback queued from another thread or by `call_soon`.
     Call(Box<dyn FnOnce(&mut Ctx<'_>)>),
 }
@@ -964,13 +1055,61 @@ impl Reactor {
                     }
                 }
             }
-            Task::PauseProducing(key) => {
-                call_protocol(&mut self.protocols, &mut self.core, key, |p, cx| p.pause_producing(cx));
-            }
-            Task::ResumeProducing(key) => {
+            Task::Producer(key, call, serial) => self.producer_call(key, call, serial),
+            Task::ResumeOwn(key) => {
                 call_protocol(&mut self.protocols, &mut self.core, key, |p, cx| p.resume_producing(cx));
             }
+            Task::StopObject(key, mut producer) => {
+                let mut cx = Ctx { core: &mut self.core, conn: key };
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| producer.stop_producing(&mut cx))) {
+                    error!(panic = %panic_message(payload.as_ref()), "stop_producing panicked");
+                }
+            }
+            Task::StopConn(other) => Transport { core: &mut self.core, key: other }.lose_connection(),
             Task::Call(f) => call_isolated(&mut self.core, "queued callback", f),
+        }
+    }
+}
+
+impl Reactor {
+    /// Delivers a pause or resume to whatever produces for connection `key`.
+    fn producer_call(&mut self, key: SourceKey, call: ProducerCall, serial: u64) {
+        let Some(conn) = self.core.conn_mut(key) else { return };
+        if conn.producer.serial != serial || !matches!(conn.phase, Phase::Open) {
+            return;
+        }
+        if call == ProducerCall::Resume {
+            conn.producer.resume_queued = false;
+        }
+        match &mut conn.producer.kind {
+            ProducerKind::Own => {
+                call_protocol(&mut self.protocols, &mut self.core, key, |p, cx| match call {
+                    ProducerCall::Pause => p.pause_producing(cx),
+                    ProducerCall::Resume => p.resume_producing(cx),
+                });
+            }
+            ProducerKind::Conn(other) => {
+                let other = *other;
+                let mut transport = Transport { core: &mut self.core, key: other };
+                match call {
+                    ProducerCall::Pause => transport.pause_reading(),
+                    ProducerCall::Resume => transport.resume_reading(),
+                }
+            }
+            ProducerKind::Object(slot) => {
+                let Some(mut producer) = slot.take() else { return };
+                let mut cx = Ctx { core: &mut self.core, conn: key };
+                let result = catch_unwind(AssertUnwindSafe(|| match call {
+                    ProducerCall::Pause => producer.pause_producing(&mut cx),
+                    ProducerCall::Resume => producer.resume_producing(&mut cx),
+                }));
+                if let Err(payload) = result {
+                    let message = panic_message(payload.as_ref());
+                    error!(panic = %message, "producer callback panicked; aborting its consumer");
+                    self.core.abort_with(key, DisconnectReason::Panicked(message));
+                }
+                self.core.return_producer(key, serial, producer);
+            }
         }
     }
 }
@@ -1090,7 +1229,7 @@ impl Core {
                 queued: false,
                 dirty: false,
                 writable_interest: connecting,
-                producer_paused: false,
+                producer: ProducerSlot::default(),
                 timers: Vec::new(),
                 span: tracing::debug_span!("conn", id = ?key.data(), %peer),
             }))
@@ -1137,6 +1276,8 @@ impl Core {
             return;
         }
         let timers = std::mem::take(&mut conn.timers);
+        self.stop_producer(key);
+        let Some(conn) = self.conn_mut(key) else { return };
         let linger =
             reason.is_clean() && conn.io.as_ref().is_some_and(|io| !io.is_read_closed() && !io.is_aborted());
         if linger {
@@ -1198,16 +1339,126 @@ impl Core {
         }
     }
 
-    /// After bytes were added to a connection's buffer: schedule the flush and apply the
-    /// watermark.
+    /// After bytes were added to a connection's buffer: schedule the flush, enforce the hard
+    /// cap, and pause a push producer that pushed the buffer above its high watermark.
     fn after_write(&mut self, key: SourceKey, above_high: bool) {
         self.mark_dirty(key);
-        if above_high {
+        let Some(conn) = self.conn_mut(key) else { return };
+        if conn.io.as_ref().is_some_and(|io| io.over_max_buffer()) {
+            warn!("write buffer over its hard cap; aborting the connection");
+            self.abort_with(key, DisconnectReason::BufferOverflow);
+            return;
+        }
+        let producer = &mut conn.producer;
+        if above_high && producer.streaming && !producer.paused {
+            producer.paused = true;
+            let serial = producer.serial;
+            self.tasks.push_back(Task::Producer(key, ProducerCall::Pause, serial));
+        }
+    }
+
+    /// Puts a producer object back after one of its callbacks, unless it was unregistered
+    /// meanwhile (then it is dropped) or its consumer ended (then it is stopped).
+    fn return_producer(&mut self, key: SourceKey, serial: u64, producer: Box<dyn Producer>) {
+        let Some(conn) = self.conn_mut(key) else { return };
+        let slot = &mut conn.producer;
+        if slot.serial != serial || !matches!(slot.kind, ProducerKind::Object(None)) {
+            return;
+        }
+        if slot.stop_pending {
+            slot.kind = ProducerKind::Own;
+            slot.stop_pending = false;
+            self.tasks.push_back(Task::StopObject(key, producer));
+        } else {
+            slot.kind = ProducerKind::Object(Some(producer));
+        }
+    }
+
+    /// Takes the registered producer off a connection and queues its `stop_producing`.
+    fn stop_producer(&mut self, key: SourceKey) {
+        let Some(Source::Conn(conn)) = self.sources.get_mut(key) else { return };
+        let slot = &mut conn.producer;
+        match std::mem::replace(&mut slot.kind, ProducerKind::Own) {
+            ProducerKind::Own => return,
+            ProducerKind::Conn(other) => self.tasks.push_back(Task::StopConn(other)),
+            ProducerKind::Object(Some(producer)) => self.tasks.push_back(Task::StopObject(key, producer)),
+            ProducerKind::Object(None) => {
+                // Its callback is running; it is stopped when it returns.
+                slot.kind = ProducerKind::Object(None);
+                slot.stop_pending = true;
+                return;
+            }
+        }
+        slot.serial += 1;
+        slot.paused = false;
+        slot.resume_queued = false;
+        if let Some(io) = conn.io.as_mut() {
+            io.set_hold_fin(false);
+        }
+    }
+
+    /// Registers a producer on connection `key` (see [`Transport::register_producer`]).
+    fn register_producer(
+        &mut self,
+        key: SourceKey,
+        source: ProducerSource,
+        streaming: bool,
+    ) -> Result<(), Error> {
+        let Some(conn) = self.open_conn(key) else {
+            // A closed consumer: stop the producer at once (after this callback).
+            match source {
+                ProducerSource::Conn(id) => self.tasks.push_back(Task::StopConn(id.0)),
+                ProducerSource::Object(producer) => self.tasks.push_back(Task::StopObject(key, producer)),
+            }
+            return Ok(());
+        };
+        if conn.producer.is_registered() {
+            return Err(Error::ProducerAlreadyRegistered);
+        }
+        let own_was_paused = conn.producer.paused;
+        let serial = conn.producer.serial + 1;
+        conn.producer = ProducerSlot {
+            kind: match source {
+                ProducerSource::Conn(id) => ProducerKind::Conn(id.0),
+                ProducerSource::Object(producer) => ProducerKind::Object(Some(producer)),
+            },
+            streaming,
+            paused: false,
+            resume_queued: !streaming,
+            stop_pending: false,
+            serial,
+        };
+        let above_high = conn.io.as_ref().is_some_and(|io| io.buffer().above_high());
+        if let Some(io) = conn.io.as_mut() {
+            io.set_hold_fin(!streaming);
+        }
+        if own_was_paused {
+            self.tasks.push_back(Task::ResumeOwn(key));
+        }
+        if !streaming {
+            self.tasks.push_back(Task::Producer(key, ProducerCall::Resume, serial));
+        } else if above_high {
             if let Some(conn) = self.conn_mut(key) {
-                if !conn.producer_paused {
-                    conn.producer_paused = true;
-                    self.tasks.push_back(Task::PauseProducing(key));
-                }
+                conn.producer.paused = true;
+            }
+            self.tasks.push_back(Task::Producer(key, ProducerCall::Pause, serial));
+        }
+        Ok(())
+    }
+
+    /// Unregisters the producer of connection `key`; never calls `stop_producing`.
+    fn unregister_producer(&mut self, key: SourceKey) {
+        let Some(conn) = self.open_conn(key) else { return };
+        if !conn.producer.is_registered() {
+            return;
+        }
+        let serial = conn.producer.serial + 1;
+        conn.producer = ProducerSlot { serial, ..ProducerSlot::default() };
+        if let Some(io) = conn.io.as_mut() {
+            io.set_hold_fin(false);
+            if io.is_closing() {
+                // A close was waiting for this producer: let it finish.
+                self.mark_dirty(key);
             }
         }
     }
@@ -1216,7 +1467,7 @@ impl Core {
     /// next turn, resume the producer, or finish the connection.
     fn flush(&mut self, key: SourceKey) {
         let budget = self.config.writes_per_flush;
-        let Some(conn) = self.conn_mut(key) else { return };
+        let Some(Source::Conn(conn)) = self.sources.get_mut(key) else { return };
         conn.dirty = false;
         if !matches!(conn.phase, Phase::Open) {
             return;
@@ -1231,22 +1482,33 @@ impl Core {
             return;
         }
         let result = io.flush(budget);
-        let resume = conn.producer_paused && io.buffer().at_or_below_low();
-        if resume {
-            conn.producer_paused = false;
-        }
+        let at_low = io.buffer().at_or_below_low();
+        let drained_for_close = io.is_closing() && io.buffer().is_empty();
         let finished = io.is_finished();
-        match result {
-            Err(e) => {
-                debug!(error = %e, "write failed");
-                self.finish(key, DisconnectReason::Lost(e));
-                return;
-            }
-            Ok(WriteState::Budget) => self.requeue(key),
-            Ok(WriteState::Blocked | WriteState::Idle) => {}
+        if let Err(e) = result {
+            debug!(error = %e, "write failed");
+            self.finish(key, DisconnectReason::Lost(e));
+            return;
         }
-        if resume {
-            self.tasks.push_back(Task::ResumeProducing(key));
+        let budget_left = result.as_ref().is_ok_and(|state| *state == WriteState::Budget);
+        // Flow control: resume a paused push producer at the low watermark; give a pull
+        // producer its next turn after each drain.
+        let producer = &mut conn.producer;
+        let serial = producer.serial;
+        if at_low && producer.streaming && producer.paused {
+            producer.paused = false;
+            self.tasks.push_back(Task::Producer(key, ProducerCall::Resume, serial));
+        } else if at_low && producer.is_pull() && !producer.resume_queued && !drained_for_close {
+            producer.resume_queued = true;
+            self.tasks.push_back(Task::Producer(key, ProducerCall::Resume, serial));
+        }
+        // A push producer on a closing connection is stopped once everything it wrote is out.
+        let stop = drained_for_close && producer.is_registered() && producer.streaming;
+        if budget_left {
+            self.requeue(key);
+        }
+        if stop {
+            self.stop_producer(key);
         }
         if finished {
             self.finish(key, DisconnectReason::Clean);
@@ -1581,6 +1843,42 @@ impl Transport<'_> {
         match self.io() {
             Some(io) => Ok(io.buffer_mut().set_limits(high, low)?),
             None => Ok(()),
+        }
+    }
+
+    /// Registers a producer for this transport's output (Twisted's `registerProducer`):
+    /// another connection ([`ConnId`]) or a [`Producer`] object; `streaming` is true for a push
+    /// producer, false for a pull producer. A pull producer gets `resume_producing` right after
+    /// this callback; a push producer registered over a full buffer is paused at once.
+    /// Registering while another producer is registered is an error; registering on a closed
+    /// transport calls `stop_producing` (after this callback).
+    ///
+    /// While a pull producer is registered, `lose_connection` waits for it to unregister; a push
+    /// producer gets `stop_producing` once the buffer has drained, then FIN goes out.
+    pub fn register_producer(
+        &mut self,
+        producer: impl Into<ProducerSource>,
+        streaming: bool,
+    ) -> Result<(), Error> {
+        self.core.register_producer(self.key, producer.into(), streaming)
+    }
+
+    /// Unregisters the producer, if any (Twisted's `unregisterProducer`); never calls
+    /// `stop_producing`. The connection's own protocol becomes its producer again.
+    pub fn unregister_producer(&mut self) {
+        self.core.unregister_producer(self.key);
+    }
+
+    /// True while a producer is registered.
+    pub fn has_producer(&mut self) -> bool {
+        self.core.open_conn(self.key).is_some_and(|c| c.producer.is_registered())
+    }
+
+    /// Sets a hard cap on the write buffer (`None`, the default: no cap). A write that takes
+    /// the buffer over it aborts the connection with [`DisconnectReason::BufferOverflow`].
+    pub fn set_max_write_buffer(&mut self, cap: Option<usize>) {
+        if let Some(io) = self.io() {
+            io.set_max_buffer(cap);
         }
     }
 

@@ -54,6 +54,7 @@ pub struct Connection<S> {
     aborted: bool,
     write_blocked: bool,
     max_buffer: Option<usize>,
+    hold_fin: bool,
 }
 
 impl<S: Socket> Connection<S> {
@@ -70,6 +71,7 @@ impl<S: Socket> Connection<S> {
             aborted: false,
             write_blocked: false,
             max_buffer: None,
+            hold_fin: false,
         }
     }
 
@@ -123,6 +125,12 @@ impl<S: Socket> Connection<S> {
     /// Sets a hard cap on buffered bytes (`None`: no cap, the default).
     pub fn set_max_buffer(&mut self, cap: Option<usize>) {
         self.max_buffer = cap;
+    }
+
+    /// While set, a pending close or half-close does not send its FIN even once the buffer is
+    /// empty (a pull producer is still registered and may write more).
+    pub fn set_hold_fin(&mut self, hold: bool) {
+        self.hold_fin = hold;
     }
 
     /// True when a hard cap is set and the buffer exceeds it.
@@ -230,7 +238,8 @@ impl<S: Socket> Connection<S> {
     pub fn needs_flush(&self) -> bool {
         !self.aborted
             && !self.write_blocked
-            && (!self.buffer.is_empty() || ((self.closing || self.eof_requested) && !self.write_closed))
+            && (!self.buffer.is_empty()
+                || ((self.closing || self.eof_requested) && !self.write_closed && !self.hold_fin))
     }
 
     /// True while waiting for writability.
@@ -257,7 +266,7 @@ impl<S: Socket> Connection<S> {
             FlushStatus::BudgetExhausted => return Ok(WriteState::Budget),
             FlushStatus::Drained => {}
         }
-        if (self.closing || self.eof_requested) && !self.write_closed {
+        if (self.closing || self.eof_requested) && !self.write_closed && !self.hold_fin {
             self.write_closed = true;
             match self.socket.shutdown_write() {
                 Ok(()) => {}
