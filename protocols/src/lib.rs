@@ -1,5 +1,6 @@
 //! Reusable protocols for torsion. This crate grows framing (lines, length prefixes,
-//! netstrings), policies and wire toys in its own issue; today it holds [`Echo`].
+//! netstrings), policies and wire toys in its own issue; today it holds [`Echo`] and the pull
+//! producer [`FileSender`].
 //!
 //! ```
 //! use torsion_protocols::Echo;
@@ -7,6 +8,10 @@
 //!
 //! let _protocol: Box<dyn Protocol> = Box::new(Echo);
 //! ```
+
+mod file_sender;
+
+pub use file_sender::{FileSender, DEFAULT_CHUNK_SIZE};
 
 use torsion_reactor::{Ctx, Protocol};
 
