@@ -558,7 +558,9 @@ impl Reactor {
     pub fn run(&mut self) -> io::Result<()> {
         loop {
             self.turn()?;
-            if self.core.stopping && self.core.connections == 0 && self.core.tasks.is_empty() {
+            // Done when every connection has ended and every lingering socket has seen its
+            // peer's FIN (dropping one earlier could reset a peer that is still reading).
+            if self.core.stopping && self.core.sources.is_empty() && self.core.tasks.is_empty() {
                 self.finish_shutdown();
                 return Ok(());
             }
@@ -609,7 +611,7 @@ impl Reactor {
         let busy = !self.core.ready.is_empty()
             || !self.core.tasks.is_empty()
             || self.core.shared.has_calls()
-            || (self.core.stopping && self.core.connections == 0);
+            || (self.core.stopping && self.core.sources.is_empty());
         let timeout = if busy {
             Some(Duration::ZERO)
         } else if self.core.clock.is_manual() {
@@ -661,11 +663,6 @@ impl Reactor {
     }
 
     fn finish_shutdown(&mut self) {
-        // Lingering sockets are dropped now; their FIN has been sent already.
-        let lingering: Vec<SourceKey> = self.core.sources.keys().collect();
-        for key in lingering {
-            self.core.remove_source(key);
-        }
         self.core.timers = Timers::default();
         self.core.stopping = false;
         self.core.stop_requested = false;
@@ -720,6 +717,13 @@ impl Reactor {
                 }
                 for key in open {
                     self.core.abort_with(key, DisconnectReason::Aborted);
+                }
+                // Lingering sockets have sent everything and their FIN; stop waiting for peers.
+                let lingering: Vec<SourceKey> = self.core.sources.keys().collect();
+                for key in lingering {
+                    if matches!(self.core.conn(key), Some(Conn { phase: Phase::Lingering { .. }, .. })) {
+                        self.core.remove_source(key);
+                    }
                 }
             }
         }
