@@ -47,6 +47,7 @@ pub mod clock;
 mod handle;
 pub mod protocol;
 mod reactor;
+pub mod testing;
 mod timers;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -15,8 +15,8 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token};
 use slotmap::{Key, KeyData, SecondaryMap, SlotMap};
 use torsion_transports::{
-    bind_listener, connect_progress, start_connect, ConnectProgress, Connection, ListenOptions, ReadOutcome,
-    WriteState,
+    bind_listener, connect_progress, start_connect, ConnectProgress, Connection, ListenOptions, MemorySocket,
+    ReadOutcome, Stream, WriteState,
 };
 use tracing::{debug, error, trace, warn};
 
@@ -112,7 +112,7 @@ enum Phase {
 
 /// A connection's state in the core.
 struct Conn {
-    io: Option<Connection<TcpStream>>,
+    io: Option<Connection<Stream>>,
     phase: Phase,
     peer: SocketAddr,
     local: Option<SocketAddr>,
@@ -259,6 +259,8 @@ pub(crate) struct Core {
     stop_requested: bool,
     stopping: bool,
     connections: usize,
+    /// Memory sockets of closed connections, kept for the test harness.
+    closed_memory: SecondaryMap<SourceKey, MemorySocket>,
 }
 
 /// The context lent to every callback: this connection's transport, any other live
@@ -402,6 +404,7 @@ impl Reactor {
                 stop_requested: false,
                 stopping: false,
                 connections: 0,
+                closed_memory: SecondaryMap::new(),
             },
         })
     }
@@ -902,7 +905,8 @@ impl Reactor {
     fn connect_event(&mut self, key: SourceKey) {
         let Some(conn) = self.core.conn_mut(key) else { return };
         let Some(io) = conn.io.as_ref() else { return };
-        match connect_progress(io.socket()) {
+        let Some(tcp) = io.socket().tcp() else { return };
+        match connect_progress(tcp) {
             ConnectProgress::Pending => {}
             ConnectProgress::Failed(e) => {
                 let addr = conn.peer;
@@ -919,10 +923,12 @@ impl Reactor {
             return;
         };
         let peer = conn.peer;
-        conn.local = conn.io.as_ref().and_then(|io| io.socket().local_addr().ok());
+        conn.local = conn.io.as_ref().and_then(|io| io.socket().tcp()?.local_addr().ok());
         if nodelay {
             if let Some(io) = conn.io.as_ref() {
-                let _ = io.socket().set_nodelay(true);
+                if let Some(tcp) = io.socket().tcp() {
+                    let _ = tcp.set_nodelay(true);
+                }
             }
         }
         conn.read_ready = true;
@@ -1118,6 +1124,62 @@ impl Reactor {
     }
 }
 
+/// Hooks for the in-memory test harness ([`crate::testing`]).
+impl Reactor {
+    /// Adds a connected memory connection whose protocol is built by `build`, and runs
+    /// `connection_made`.
+    pub(crate) fn add_memory_conn(
+        &mut self,
+        peer: SocketAddr,
+        local: SocketAddr,
+        protocol: Box<dyn Protocol>,
+    ) -> Option<ConnId> {
+        let key =
+            self.core.add_stream(Stream::Memory(MemorySocket::new()), peer, Some(local), Phase::Open)?;
+        self.protocols.insert(key, protocol);
+        call_protocol(&mut self.protocols, &mut self.core, key, |p, cx| p.connection_made(cx));
+        self.settle();
+        Some(ConnId(key))
+    }
+
+    /// The memory socket of a connection, live or closed.
+    pub(crate) fn memory_socket(&mut self, id: ConnId) -> Option<&mut MemorySocket> {
+        match self.core.sources.get_mut(id.0) {
+            Some(Source::Conn(conn)) => conn.io.as_mut()?.socket_mut().memory(),
+            _ => self.core.closed_memory.get_mut(id.0),
+        }
+    }
+
+    /// Tells the reactor a memory connection may be readable and writable again (after the
+    /// test fed input or took output), as an edge from the poller would.
+    pub(crate) fn memory_ready(&mut self, id: ConnId) {
+        let Some(conn) = self.core.conn_mut(id.0) else { return };
+        conn.read_ready = true;
+        conn.hup = true; // memory reads are exact: read until WouldBlock
+        if let Some(io) = conn.io.as_mut() {
+            io.set_writable();
+        }
+        self.core.mark_dirty(id.0);
+        self.core.requeue(id.0);
+    }
+
+    /// True while the reactor has work it would do without new events: ready connections,
+    /// queued callbacks, thread calls, or timers already due.
+    pub(crate) fn has_work(&mut self) -> bool {
+        let now = self.core.clock.now();
+        !self.core.ready.is_empty()
+            || !self.core.tasks.is_empty()
+            || !self.core.dirty.is_empty()
+            || self.core.shared.has_calls()
+            || self.core.timers.next_deadline().is_some_and(|d| d <= now)
+    }
+
+    /// One turn without waiting in the poller.
+    pub(crate) fn turn_now(&mut self) -> io::Result<()> {
+        self.turn_within(Some(Duration::ZERO))
+    }
+}
+
 impl Core {
     fn conn(&self, key: SourceKey) -> Option<&Conn> {
         match self.sources.get(key) {
@@ -1211,13 +1273,25 @@ impl Core {
     }
 
     /// Registers a connected (or connecting) stream as a new connection.
-    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr, phase: Phase) -> Option<SourceKey> {
+    fn add_conn(&mut self, stream: TcpStream, peer: SocketAddr, phase: Phase) -> Option<SourceKey> {
         let connecting = matches!(phase, Phase::Connecting { .. });
         let local = if connecting { None } else { stream.local_addr().ok() };
         if !connecting && self.config.nodelay {
             // Best effort: a failure here leaves Nagle on, nothing worse.
             let _ = stream.set_nodelay(true);
         }
+        self.add_stream(Stream::Tcp(stream), peer, local, phase)
+    }
+
+    /// Registers any stream (TCP, or memory for tests) as a new connection.
+    fn add_stream(
+        &mut self,
+        mut stream: Stream,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+        phase: Phase,
+    ) -> Option<SourceKey> {
+        let connecting = matches!(phase, Phase::Connecting { .. });
         let interest = if connecting { Interest::WRITABLE | Interest::READABLE } else { Interest::READABLE };
         let registry = &self.registry;
         let mut registered = Ok(());
@@ -1255,8 +1329,8 @@ impl Core {
                 debug!(local = %l.local, "stopped listening");
             }
             Some(Source::Conn(mut conn)) => {
-                if let Some(io) = conn.io.as_mut() {
-                    let _ = self.registry.deregister(io.socket_mut());
+                if let Some(io) = conn.io.take() {
+                    self.close_io(key, io);
                 }
                 if matches!(conn.phase, Phase::Open | Phase::Connecting { .. }) {
                     self.connections -= 1;
@@ -1267,6 +1341,15 @@ impl Core {
                 }
             }
             None => {}
+        }
+    }
+
+    /// Deregisters and closes a connection's socket. A memory socket is kept for the test
+    /// harness to inspect (what was written, FIN, RST).
+    fn close_io(&mut self, key: SourceKey, mut io: Connection<Stream>) {
+        let _ = self.registry.deregister(io.socket_mut());
+        if let Stream::Memory(socket) = io.into_socket() {
+            self.closed_memory.insert(key, socket);
         }
     }
 
@@ -1289,8 +1372,8 @@ impl Core {
             conn.read_ready = true;
         } else {
             conn.phase = Phase::Lost;
-            if let Some(mut io) = conn.io.take() {
-                let _ = self.registry.deregister(io.socket_mut());
+            if let Some(io) = conn.io.take() {
+                self.close_io(key, io);
             }
         }
         self.connections -= 1;
@@ -1713,7 +1796,7 @@ impl Transport<'_> {
         ConnId(self.key)
     }
 
-    fn io(&mut self) -> Option<&mut Connection<TcpStream>> {
+    fn io(&mut self) -> Option<&mut Connection<Stream>> {
         self.core.open_conn(self.key)?.io.as_mut()
     }
 
@@ -1823,7 +1906,10 @@ impl Transport<'_> {
     /// Sets TCP_NODELAY.
     pub fn set_nodelay(&mut self, on: bool) -> io::Result<()> {
         match self.io() {
-            Some(io) => torsion_transports::tcp::set_nodelay(io.socket(), on),
+            Some(io) => match io.socket().tcp() {
+                Some(tcp) => torsion_transports::tcp::set_nodelay(tcp, on),
+                None => Ok(()),
+            },
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -1831,7 +1917,10 @@ impl Transport<'_> {
     /// Turns SO_KEEPALIVE on with the given idle time, or off with `None`.
     pub fn set_keepalive(&mut self, idle: Option<Duration>) -> io::Result<()> {
         match self.io() {
-            Some(io) => torsion_transports::tcp::set_keepalive(io.socket(), idle),
+            Some(io) => match io.socket().tcp() {
+                Some(tcp) => torsion_transports::tcp::set_keepalive(tcp, idle),
+                None => Ok(()),
+            },
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }

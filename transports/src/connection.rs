@@ -12,9 +12,9 @@ use crate::buffer::{FlushStatus, WriteBuffer};
 /// What a transport needs from its socket beyond `Read` and `Write`.
 pub trait Socket: io::Read + io::Write {
     /// Shuts the write half down (sends FIN).
-    fn shutdown_write(&self) -> io::Result<()>;
+    fn shutdown_write(&mut self) -> io::Result<()>;
     /// Makes the coming close abortive (SO_LINGER 0: RST instead of FIN).
-    fn set_abortive_close(&self) -> io::Result<()>;
+    fn set_abortive_close(&mut self) -> io::Result<()>;
 }
 
 /// The result of one read attempt.

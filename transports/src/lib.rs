@@ -19,6 +19,7 @@
 
 pub mod buffer;
 pub mod connection;
+pub mod memory;
 pub mod tcp;
 
 use std::io;
@@ -28,6 +29,7 @@ pub use buffer::{
     FlushStatus, WriteBuffer, DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK, MAX_WRITE_PER_CALL,
 };
 pub use connection::{Connection, ReadOutcome, Socket, WriteState};
+pub use memory::{MemorySocket, Stream};
 pub use tcp::{
     bind_listener, connect_progress, start_connect, ConnectProgress, ListenOptions, DEFAULT_BACKLOG,
 };

@@ -116,11 +116,11 @@ pub fn set_keepalive(stream: &TcpStream, idle: Option<std::time::Duration>) -> i
 }
 
 impl TransportSocket for TcpStream {
-    fn shutdown_write(&self) -> io::Result<()> {
-        TcpStream::shutdown(self, std::net::Shutdown::Write)
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        TcpStream::shutdown(&*self, std::net::Shutdown::Write)
     }
 
-    fn set_abortive_close(&self) -> io::Result<()> {
-        SockRef::from(self).set_linger(Some(std::time::Duration::ZERO))
+    fn set_abortive_close(&mut self) -> io::Result<()> {
+        SockRef::from(&*self).set_linger(Some(std::time::Duration::ZERO))
     }
 }
