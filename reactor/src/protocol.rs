@@ -91,6 +91,12 @@ pub enum DisconnectReason {
     TimedOut,
     /// A callback panicked; the message is the panic's payload.
     Panicked(String),
+    /// The protocol closed the connection because the peer broke a limit (a line or frame too
+    /// long, too many connections); the text says which.
+    LimitExceeded(String),
+    /// The protocol closed the connection because the peer sent malformed input; the text says
+    /// what was wrong.
+    ProtocolError(String),
     /// The write buffer exceeded the hard cap set with
     /// [`Transport::set_max_write_buffer`](crate::Transport::set_max_write_buffer); the
     /// connection was aborted.
@@ -112,6 +118,8 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::Aborted => f.write_str("connection aborted"),
             DisconnectReason::TimedOut => f.write_str("connection timed out"),
             DisconnectReason::Panicked(msg) => write!(f, "a callback panicked: {msg}"),
+            DisconnectReason::LimitExceeded(what) => write!(f, "limit exceeded: {what}"),
+            DisconnectReason::ProtocolError(what) => write!(f, "protocol error: {what}"),
             DisconnectReason::BufferOverflow => f.write_str("write buffer exceeded its hard cap"),
         }
     }

@@ -131,6 +131,8 @@ struct Conn {
     producer: ProducerSlot,
     /// Timers owned by this connection, cancelled when it ends.
     timers: Vec<TimerId>,
+    /// The reason a clean close reports, when the protocol gave one (`lose_connection_with`).
+    close_reason: Option<Box<DisconnectReason>>,
     span: tracing::Span,
 }
 
@@ -1309,6 +1311,7 @@ impl Core {
                 writable_interest: connecting,
                 producer: ProducerSlot::default(),
                 timers: Vec::new(),
+                close_reason: None,
                 span: tracing::debug_span!("conn", id = ?key.data(), %peer),
             }))
         });
@@ -1363,10 +1366,16 @@ impl Core {
             return;
         }
         let timers = std::mem::take(&mut conn.timers);
+        // A clean close (our FIN after a flush) lingers, whatever reason the protocol reports.
+        let clean_close = reason.is_clean();
+        let reason = match (reason, conn.close_reason.take()) {
+            (DisconnectReason::Clean, Some(given)) => *given,
+            (reason, _) => reason,
+        };
         self.stop_producer(key);
         let Some(conn) = self.conn_mut(key) else { return };
         let linger =
-            reason.is_clean() && conn.io.as_ref().is_some_and(|io| !io.is_read_closed() && !io.is_aborted());
+            clean_close && conn.io.as_ref().is_some_and(|io| !io.is_read_closed() && !io.is_aborted());
         if linger {
             conn.phase = Phase::Lingering { drained: 0, timer: TimerId(Default::default()) };
             conn.read_ready = true;
@@ -1849,6 +1858,27 @@ impl Transport<'_> {
             if io.lose_connection() {
                 self.core.mark_dirty(self.key);
             }
+        }
+    }
+
+    /// Closes cleanly like [`lose_connection`](Transport::lose_connection), but
+    /// `connection_lost` reports `reason` instead of `Clean` (for example
+    /// [`DisconnectReason::LimitExceeded`] when a line was too long). Only the first reason
+    /// given counts.
+    pub fn lose_connection_with(&mut self, reason: DisconnectReason) {
+        let key = self.key;
+        if let Some(conn) = self.core.open_conn(key) {
+            if conn.io.as_ref().is_some_and(|io| !io.is_closing()) && conn.close_reason.is_none() {
+                conn.close_reason = Some(Box::new(reason));
+            }
+        }
+        self.lose_connection();
+    }
+
+    /// Aborts like [`abort_connection`](Transport::abort_connection), reporting `reason`.
+    pub fn abort_connection_with(&mut self, reason: DisconnectReason) {
+        if self.io().is_some() {
+            self.core.abort_with(self.key, reason);
         }
     }
 

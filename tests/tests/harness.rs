@@ -60,7 +60,7 @@ fn slow_peer_pauses_and_resumes_the_echo_exactly_once_per_crossing() {
         .into_iter()
         .filter(|c| matches!(c, Call::PauseProducing | Call::ResumeProducing))
         .collect();
-    assert!(flow.len() >= 2 && flow.len() % 2 == 0, "{flow:?}");
+    assert!(flow.len() >= 2 && flow.len().is_multiple_of(2), "{flow:?}");
     for pair in flow.chunks(2) {
         assert_eq!(pair, [Call::PauseProducing, Call::ResumeProducing], "strictly alternating: {flow:?}");
     }
@@ -132,4 +132,29 @@ fn chunkings_cover_every_size_and_random_splits() {
         }
         h.take_written(id)
     });
+}
+
+/// Closes with a distinct reason when a line is too long.
+struct Strict;
+
+impl Protocol for Strict {
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        if data.len() > 4 {
+            cx.transport().write(b"too long\r\n");
+            cx.transport()
+                .lose_connection_with(torsion_reactor::DisconnectReason::LimitExceeded("line".into()));
+            cx.transport()
+                .lose_connection_with(torsion_reactor::DisconnectReason::ProtocolError("ignored".into()));
+        }
+    }
+}
+
+#[test]
+fn lose_connection_with_reports_the_given_reason_after_a_clean_close() {
+    let mut h = Harness::new();
+    let id = h.accept(&mut |_| Some(Box::new(Strict) as Box<dyn Protocol>)).unwrap();
+    h.feed(id, b"12345");
+    assert_eq!(h.take_written(id), b"too long\r\n", "flushed before closing");
+    assert!(h.fin_sent(id) && !h.rst_sent(id), "a clean close, not a reset");
+    assert_eq!(h.disconnect_reason(id).as_deref(), Some("LimitExceeded(\"line\")"));
 }
