@@ -22,6 +22,18 @@ use torsion_reactor::{Ctx, DisconnectReason, Factory, Protocol, Reactor, Reactor
 /// The longest any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// A loopback address where a connect is refused, for as long as the returned socket lives.
+///
+/// The socket is bound but not listening, so the kernel answers a SYN with a reset, and no
+/// other test (nor a client's ephemeral source port) can take the port meanwhile. Closing a
+/// listener and reusing its port instead races with every other test binding port 0.
+pub fn refused_addr() -> (socket2::Socket, SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&localhost().into()).expect("bind 127.0.0.1:0");
+    let addr = socket.local_addr().expect("local_addr").as_socket().expect("an inet address");
+    (socket, addr)
+}
+
 /// Deterministic pseudo-random bytes (xorshift64*), so failures are reproducible.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

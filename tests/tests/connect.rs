@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use torsion_reactor::{ClientFactory, Ctx, Error, Protocol, Reactor};
-use torsion_tests::{localhost, run_until};
+use torsion_tests::{localhost, refused_addr, run_until};
 
 /// Records the failure, or that the connection was made.
 struct Outcome {
@@ -44,8 +44,7 @@ fn outcome() -> (Outcome, Failures, Rc<RefCell<u32>>) {
 
 #[test]
 fn refused_connect_calls_client_connection_failed() {
-    // A port that was just free: bind, read it, close.
-    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (_held, addr) = refused_addr();
     let mut reactor = Reactor::new().unwrap();
     let (factory, failures, made) = outcome();
     reactor.connect_tcp(addr, factory).unwrap();
