@@ -22,7 +22,8 @@
 //!
 //! # Closing
 //! `lose_connection` stops delivering input, flushes everything buffered, sends FIN and then
-//! `connection_lost(Clean)` follows. Writes after `lose_connection` are ignored.
+//! `connection_lost(Clean)` follows. Writes after `lose_connection` are ignored (except those of
+//! a registered pull producer the close is waiting for; see Backpressure).
 //! `abort_connection` drops the buffer and resets the connection (RST) at once:
 //! `connection_lost(Aborted)`. Repeated close calls are no-ops.
 //!
@@ -55,8 +56,11 @@
 //!   each drain to the low mark, writes one chunk each time, and is never paused;
 //! - `stop_producing` is called exactly once if the connection is lost while a producer is
 //!   registered; `unregister_producer` never calls it;
-//! - `lose_connection` with a pull producer registered waits for `unregister_producer`; with a
-//!   push producer it calls `stop_producing` once the buffer has drained; then FIN;
+//! - `lose_connection` with a pull producer registered waits for `unregister_producer`, and
+//!   meanwhile the producer's writes are still taken (that is what it waits for: a
+//!   `FileSender` registered and then `lose_connection` sends the whole file, then FIN); with a
+//!   push producer it calls `stop_producing` once the buffer has drained, and writes made after
+//!   `lose_connection` are ignored as usual; then FIN;
 //! - `pause_reading`/`resume_reading` are idempotent; pausing in `connection_made` is honoured;
 //!   resuming delivers data already in the kernel (and a FIN that came while paused), and does
 //!   not restart reading on a closing connection;

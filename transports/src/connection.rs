@@ -100,12 +100,15 @@ impl<S: Socket> Connection<S> {
         &mut self.buffer
     }
 
-    /// True while new writes are accepted: not closing, not half-closed, not aborted.
+    /// True while new writes are accepted: not aborted, and not closing or half-closed, except
+    /// that a close held open for a pull producer ([`set_hold_fin`](Self::set_hold_fin)) still
+    /// takes that producer's writes: the close waits for it precisely so it can finish.
     pub fn accepts_writes(&self) -> bool {
-        !(self.closing || self.eof_requested || self.aborted)
+        !self.aborted && !self.write_closed && (self.hold_fin || !(self.closing || self.eof_requested))
     }
 
-    /// Queues a copy of `data`. Ignored after `lose_connection`, `write_eof` or `abort`.
+    /// Queues a copy of `data`. Ignored after `lose_connection`, `write_eof` or `abort` (but
+    /// see [`accepts_writes`](Self::accepts_writes) for a held close).
     /// Returns whether the buffer is now above the high watermark.
     pub fn write(&mut self, data: &[u8]) -> bool {
         if !self.accepts_writes() {
