@@ -62,10 +62,12 @@ impl Producer for Recording {
     }
 }
 
+type OnData = Box<dyn FnMut(&mut Ctx<'_>, &[u8])>;
+
 /// A protocol that runs `on_made` in `connection_made` and `on_data` in `data_received`.
 struct Scripted {
     on_made: Box<dyn FnMut(&mut Ctx<'_>)>,
-    on_data: Box<dyn FnMut(&mut Ctx<'_>, &[u8])>,
+    on_data: OnData,
 }
 
 impl Protocol for Scripted {
