@@ -9,11 +9,15 @@
 //!   [`ClientFactory`](torsion_reactor::ClientFactory), replies that arrive split arbitrarily
 //!   reassembled into lines, and a second thread (stdin) talking to the reactor only through
 //!   [`ReactorHandle::call_from_thread`](torsion_reactor::ReactorHandle::call_from_thread).
+//! * `proxy`: a TCP port forwarder whose two connections are each other's producer, so a slow
+//!   reader on either side pauses reading on the other (producer/consumer across two
+//!   connections). Its protocols live in the [`proxy`] module, so tests can run the proxy
+//!   in-process and watch its buffers.
 //!
 //! This library holds only what the binaries share, so they stay about one idea each: logging
 //! setup ([`init_logging`]), the `listening on <addr>` line scripts read the port from
-//! ([`announce_listening`]), address parsing ([`resolve_addr`]) and a [`LineBuffer`] that
-//! turns a byte stream into complete lines.
+//! ([`announce_listening`]), address parsing ([`resolve_addr`]), a [`LineBuffer`] that
+//! turns a byte stream into complete lines, and the [`proxy`] protocols.
 //!
 //! ```
 //! use torsion_examples::{announce_listening, resolve_addr, LineBuffer};
@@ -34,6 +38,8 @@ use std::io::{self, IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use tracing_subscriber::EnvFilter;
+
+pub mod proxy;
 
 /// Exit code for a failure at startup: bad arguments, a bad address, an address in use.
 /// The same code clap uses for usage errors.
@@ -82,6 +88,18 @@ pub fn io_error_text(error: &io::Error) -> String {
     match text.rfind(" (os error ") {
         Some(at) if error.raw_os_error().is_some() => text[..at].to_owned(),
         _ => text,
+    }
+}
+
+/// `cannot listen on 127.0.0.1:8000: Address already in use`, without the `(os error 98)`: the
+/// one line a server prints when `listen_tcp` fails.
+pub fn listen_error(addr: SocketAddr, error: &torsion_reactor::Error) -> String {
+    use torsion_reactor::{Error, TransportError};
+    match error {
+        Error::Transport(TransportError::Bind { source, .. }) | Error::Io(source) => {
+            format!("cannot listen on {addr}: {}", io_error_text(source))
+        }
+        other => format!("cannot listen on {addr}: {other}"),
     }
 }
 

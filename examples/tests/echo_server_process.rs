@@ -2,114 +2,19 @@
 //! byte-exact echo and half-close, a graceful exit on SIGINT, exit codes and messages for an
 //! address in use, `--help`, and the client against a live server and a refused port.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+mod common;
 
-/// The longest any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(20);
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+
+use common::{command, connect, run_bounded, start_listening, text, Listening};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
 const CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
 
-/// Kills and reaps its child when dropped, so no process outlives a failed test.
-struct ChildGuard {
-    child: Child,
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ChildGuard {
-    /// Waits (bounded) for the child to exit; kills it and fails if it does not.
-    fn wait_exit(&mut self, what: &str) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                panic!("{what}: the process did not exit within {WAIT:?}");
-            }
-            // A bounded poll of the process state, not a synchronisation sleep.
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Sends SIGINT through kill(1) (unsafe code is forbidden, so no libc::kill).
-    fn interrupt(&self) {
-        let status =
-            Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().expect("run kill(1)");
-        assert!(status.success(), "kill -INT failed: {status}");
-    }
-}
-
-/// A command with a predictable environment: default logging, no stdin.
-fn command(program: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.args(args).env_remove("RUST_LOG").stdin(Stdio::null());
-    cmd
-}
-
-/// Reads `out` on a thread, handing each line over a channel, so reads can be bounded.
-fn line_reader(out: ChildStdout) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// A running echo-server on 127.0.0.1 port 0, with the address it announced.
-struct EchoServer {
-    process: ChildGuard,
-    addr: SocketAddr,
-    /// Lines after the first; kept so the pipe stays open.
-    _stdout: mpsc::Receiver<String>,
-}
-
-fn start_server() -> EchoServer {
-    let child = command(SERVER, &["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn echo-server");
-    let mut process = ChildGuard { child };
-    let stdout = line_reader(process.child.stdout.take().unwrap());
-    let first = match stdout.recv_timeout(WAIT) {
-        Ok(line) => line,
-        Err(e) => {
-            let status = process.child.try_wait().ok().flatten();
-            panic!("no first line from echo-server ({e}); exit status so far: {status:?}");
-        }
-    };
-    let addr = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line must be `listening on <addr>`, got {first:?}"));
-    let addr: SocketAddr = addr.parse().unwrap_or_else(|e| panic!("bad address in {first:?}: {e}"));
-    assert_eq!(addr.ip().to_string(), "127.0.0.1", "{first:?}");
-    assert_ne!(addr.port(), 0, "the real port is announced, not 0: {first:?}");
-    EchoServer { process, addr, _stdout: stdout }
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect to echo-server");
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream.set_write_timeout(Some(WAIT)).unwrap();
-    stream
+fn start_server() -> Listening {
+    start_listening(SERVER, &["--listen", "127.0.0.1:0"])
 }
 
 /// Deterministic bytes covering every value.
@@ -127,29 +32,6 @@ fn echo_exact(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
     reader.read_exact(&mut got).expect("read the echo");
     sender.join().unwrap().expect("write");
     got
-}
-
-/// Runs a command to completion, bounded by [`WAIT`], collecting its output.
-fn run_bounded(mut cmd: Command, what: &str) -> Output {
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let mut process = ChildGuard { child };
-    let collect = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let stdout = collect(process.child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = collect(process.child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let status = process.wait_exit(what);
-    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]

@@ -23,10 +23,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use torsion_examples::{
-    announce_listening, init_logging, io_error_text, resolve_addr, EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, init_logging, io_error_text, listen_error, resolve_addr, EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_protocols::Echo;
-use torsion_reactor::{Error, Protocol, Reactor, TransportError};
+use torsion_reactor::{Protocol, Reactor};
 use tracing::{debug, info};
 
 /// Echoes every byte back to its sender. Stops gracefully on SIGINT or SIGTERM.
@@ -73,14 +73,4 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
     reactor.run().map_err(|e| (EXIT_FAILURE, format!("the reactor failed: {}", io_error_text(&e))))?;
     info!("stopped");
     Ok(())
-}
-
-/// `cannot listen on 127.0.0.1:8000: Address already in use`, without the `(os error 98)`.
-fn listen_error(addr: SocketAddr, error: &Error) -> String {
-    match error {
-        Error::Transport(TransportError::Bind { source, .. }) | Error::Io(source) => {
-            format!("cannot listen on {addr}: {}", io_error_text(source))
-        }
-        other => format!("cannot listen on {addr}: {other}"),
-    }
 }

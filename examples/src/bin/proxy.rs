@@ -1,0 +1,84 @@
+//! `proxy`: a TCP port forwarder, in the style of Twisted's `portforward`.
+//!
+//! The idea it teaches is **producer/consumer across two connections**. Every accepted client
+//! gets an outbound connection to `--target`; bytes read on either side are written to the
+//! other, and each connection is registered as the other's push producer. A slow reader on
+//! either side fills its connection's write buffer, which pauses reading on the *other*
+//! connection until it drains, so the proxy's memory stays bounded (about the high watermark
+//! plus one read per direction) without a line of flow-control code. See
+//! [`torsion_examples::proxy`] for the protocols, and the Backpressure section of
+//! `torsion_reactor::protocol` for the contract.
+//!
+//! Closing is forwarded too: a FIN on one side becomes `write_eof` on the other after every
+//! byte before it (half-close works end to end), a reset or abort on one side aborts the
+//! other, and a backend that cannot be reached closes the client.
+//!
+//! Around that, the same conventions as `echo-server`:
+//! * setup failures (bad address, address in use): one line on stderr, exit code 2;
+//! * the first line of stdout is `listening on <addr>` (the real port when `--listen` asked
+//!   for port 0);
+//! * SIGINT/SIGTERM stop the reactor gracefully (stop accepting, flush and close every
+//!   connection), after which the process exits 0. A second signal aborts what is left.
+//!
+//! ```text
+//! cargo run -p torsion-examples --bin echo-server -- --listen 127.0.0.1:8000 &
+//! cargo run -p torsion-examples --bin proxy -- --listen 127.0.0.1:8001 --target 127.0.0.1:8000
+//! RUST_LOG=debug cargo run -p torsion-examples --bin proxy -- --target 127.0.0.1:8000
+//! ```
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use torsion_examples::proxy::Proxy;
+use torsion_examples::{
+    announce_listening, init_logging, io_error_text, listen_error, resolve_addr, EXIT_FAILURE, EXIT_USAGE,
+};
+use torsion_reactor::Reactor;
+use tracing::info;
+
+/// Forwards every connection accepted on --listen to --target, with backpressure in both
+/// directions. Stops gracefully on SIGINT or SIGTERM.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on, HOST:PORT (port 0 picks a free port; the first line of stdout
+    /// tells which).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8001")]
+    listen: String,
+    /// Address to forward each connection to, HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    target: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    match serve(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// Runs the proxy until a signal stops it. Errors carry the exit code and a one-line message.
+fn serve(args: &Args) -> Result<(), (i32, String)> {
+    let listen = resolve_addr(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let target = resolve_addr(&args.target).map_err(|message| (EXIT_USAGE, message))?;
+    let startup =
+        |e: std::io::Error| (EXIT_USAGE, format!("cannot start the reactor: {}", io_error_text(&e)));
+
+    let mut reactor = Reactor::new().map_err(startup)?;
+    let port =
+        reactor.listen_tcp(listen, Proxy::new(target)).map_err(|e| (EXIT_USAGE, listen_error(listen, &e)))?;
+    reactor.install_signal_handlers().map_err(startup)?;
+
+    let local = port.local_addr();
+    announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
+    info!(%local, %target, "proxy listening; Ctrl-C (SIGINT) or SIGTERM stops it");
+
+    reactor.run().map_err(|e| (EXIT_FAILURE, format!("the reactor failed: {}", io_error_text(&e))))?;
+    info!("stopped");
+    Ok(())
+}
