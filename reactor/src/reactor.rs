@@ -95,7 +95,13 @@ struct Listener {
     /// Resource exhaustion was logged; cleared by the next successful accept.
     exhaustion_logged: bool,
     queued: bool,
+    /// Test seam ([`crate::testing::inject_accept_faults`]): asked before each accept; an error
+    /// it returns stands in for that accept's result. `None` in production.
+    fault: Option<AcceptFault>,
 }
+
+/// Injected accept results, for the test seam on [`Listener`].
+type AcceptFault = Box<dyn FnMut() -> Option<io::Error>>;
 
 /// Where a connection is in its life.
 enum Phase {
@@ -980,7 +986,11 @@ impl Reactor {
             if listener.backing_off {
                 return;
             }
-            match listener.socket.accept() {
+            let result = match listener.fault.as_mut().and_then(|fault| fault()) {
+                Some(injected) => Err(injected),
+                None => listener.socket.accept(),
+            };
+            match result {
                 Ok((stream, peer)) => {
                     listener.exhaustion_logged = false;
                     self.accepted(key, stream, peer);
@@ -1180,6 +1190,17 @@ impl Reactor {
     pub(crate) fn turn_now(&mut self) -> io::Result<()> {
         self.turn_within(Some(Duration::ZERO))
     }
+
+    /// Installs an accept fault injector on a listener; false if there is no such listener.
+    pub(crate) fn set_accept_fault(&mut self, id: ListenerId, fault: AcceptFault) -> bool {
+        match self.core.sources.get_mut(id.0) {
+            Some(Source::Listener(l)) => {
+                l.fault = Some(fault);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Core {
@@ -1234,6 +1255,7 @@ impl Core {
                 backing_off: false,
                 exhaustion_logged: false,
                 queued: false,
+                fault: None,
             })
         });
         if let Err(e) = registered {

@@ -30,13 +30,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::clock::ManualClock;
 use crate::protocol::{ClientFactory, DisconnectReason, Factory, Protocol};
-use crate::reactor::{ConnId, Ctx, Reactor};
+use crate::reactor::{ConnId, Ctx, ListenerId, Reactor};
 use crate::timers::TimerId;
 
 /// A lifecycle or flow-control call seen on a harness connection's protocol.
@@ -278,6 +279,31 @@ impl Harness {
     pub fn is_open(&self, id: ConnId) -> bool {
         self.disconnect_reason(id).is_none() && self.calls.borrow().contains_key(&id)
     }
+}
+
+/// Makes a real listener's accepts fail on demand, Twisted's fake `accept` in
+/// `test_tcp_internals.py`: before each accept the reactor calls `faults`; an error it returns
+/// is handled exactly as if `accept(2)` had returned it (EMFILE backs off, ECONNABORTED goes on
+/// to the next accept, …), and `None` lets the real accept run. Each call is one accept
+/// attempt, so the closure can also count them. Returns false if `listener` is not listening.
+///
+/// ```
+/// use std::io;
+/// use torsion_reactor::{testing, Protocol, Reactor};
+///
+/// let mut reactor = Reactor::new().unwrap();
+/// let port = reactor
+///     .listen_tcp("127.0.0.1:0".parse().unwrap(), |_| None::<Box<dyn Protocol>>)
+///     .unwrap();
+/// let mut errors = vec![io::Error::from_raw_os_error(24)]; // EMFILE, then real accepts
+/// assert!(testing::inject_accept_faults(&mut reactor, port.id(), move || errors.pop()));
+/// ```
+pub fn inject_accept_faults(
+    reactor: &mut Reactor,
+    listener: ListenerId,
+    faults: impl FnMut() -> Option<io::Error> + 'static,
+) -> bool {
+    reactor.set_accept_fault(listener, Box::new(faults))
 }
 
 /// Every way of splitting `input` that a chunking test should try: each fixed chunk size from

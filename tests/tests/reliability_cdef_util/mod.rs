@@ -1,0 +1,317 @@
+//! Shared vocabulary of the reliability tests in groups C–F (`reliability_{c,d,e}_*.rs`):
+//! latency statistics, CPU and fd readings from `/proc`, log capture, a reactor on its own
+//! thread, and a mio ping-pong client that measures round trips without a thread per peer.
+//!
+//! Each test binary uses part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream as MioStream;
+use mio::{Events, Interest, Poll, Token};
+use torsion_reactor::{Reactor, ReactorHandle};
+use torsion_tests::{wait_for, WAIT};
+
+/// p50, p99 and max of a set of durations (from a sorted `Vec<Duration>`).
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// Samples.
+    pub n: usize,
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest.
+    pub max: Duration,
+}
+
+impl Stats {
+    /// Sorts `samples` and reads the percentiles off it (nearest rank).
+    pub fn of(mut samples: Vec<Duration>) -> Stats {
+        assert!(!samples.is_empty(), "no samples");
+        samples.sort_unstable();
+        let rank =
+            |p: f64| samples[(((samples.len() as f64) * p).ceil() as usize).clamp(1, samples.len()) - 1];
+        Stats { n: samples.len(), p50: rank(0.50), p99: rank(0.99), max: *samples.last().unwrap() }
+    }
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "n={} p50={:?} p99={:?} max={:?}", self.n, self.p50, self.p99, self.max)
+    }
+}
+
+/// utime + stime of a process (or `self`), in clock ticks (1/100 s here), from `/proc/<pid>/stat`.
+pub fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// utime + stime of one thread of this process, in clock ticks.
+pub fn thread_cpu_ticks(tid: i32) -> u64 {
+    cpu_ticks(&format!("self/task/{tid}"))
+}
+
+/// The kernel id of the calling thread (for [`thread_cpu_ticks`]).
+pub fn current_tid() -> i32 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .expect("tid")
+}
+
+/// Open descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// A `Write` sink shared with a tracing subscriber, to read the log back.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Log lines containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(needle)).count()
+    }
+}
+
+/// Captures this thread's log at `level` and above until the guard drops.
+pub fn capture_logs(level: tracing_subscriber::filter::LevelFilter) -> (Captured, impl Drop) {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let guard = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(level)
+        .finish()
+        .set_default();
+    (captured, guard)
+}
+
+/// A reactor running `run()` on its own thread. `setup` runs on that thread first (listen,
+/// schedule timers) and returns what the test needs to know (addresses, ids).
+pub struct ReactorThread {
+    /// Stops or calls into the reactor.
+    pub handle: ReactorHandle,
+    thread: Option<JoinHandle<()>>,
+    /// The kernel thread id, for CPU readings.
+    pub tid: i32,
+}
+
+impl ReactorThread {
+    /// Starts the thread; `setup` gets the fresh reactor and a log sink (a subscriber for this
+    /// thread at `level`, if given).
+    pub fn start<T: Send + 'static>(
+        level: Option<tracing_subscriber::filter::LevelFilter>,
+        setup: impl FnOnce(&mut Reactor) -> T + Send + 'static,
+    ) -> (ReactorThread, T, Option<Captured>) {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let (captured, _guard) = match level {
+                Some(level) => {
+                    let (c, g) = capture_logs(level);
+                    (Some(c), Some(g))
+                }
+                None => (None, None),
+            };
+            let mut reactor = Reactor::new().expect("reactor");
+            let out = setup(&mut reactor);
+            tx.send((reactor.handle(), out, current_tid(), captured)).expect("send setup");
+            reactor.run().expect("reactor failed");
+        });
+        let (handle, out, tid, captured) = rx.recv_timeout(WAIT).expect("reactor thread did not start");
+        (ReactorThread { handle, thread: Some(thread), tid }, out, captured)
+    }
+
+    /// True once `run()` has returned.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits (bounded by [`WAIT`]) for `run()` to return, re-raising a panic of the thread.
+    pub fn join(mut self, what: &str) {
+        let thread = self.thread.take().unwrap();
+        wait_for(what, || thread.is_finished());
+        if let Err(panic) = thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    /// Stops the reactor and waits for it.
+    pub fn stop(self) {
+        self.handle.stop();
+        self.join("the reactor thread to stop");
+    }
+}
+
+impl Drop for ReactorThread {
+    fn drop(&mut self) {
+        self.handle.stop();
+        if let Some(thread) = self.thread.take() {
+            if !std::thread::panicking() {
+                wait_for("the reactor thread to stop", || thread.is_finished());
+                if let Err(panic) = thread.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        }
+    }
+}
+
+/// A ping-pong client on its own thread: `conns` connections to `addr`, each sending `msg`
+/// bytes and waiting for all of them back before sending again, one mio loop for all. Records
+/// every round trip until told to stop.
+pub struct Pinger {
+    stop: Arc<AtomicBool>,
+    measuring: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<Vec<Duration>, String>>>,
+    started: mpsc::Receiver<()>,
+}
+
+impl Pinger {
+    /// Connects `conns` clients and starts ping-ponging once all are connected and have
+    /// echoed once (so connection setup is not measured).
+    pub fn start(addr: SocketAddr, conns: usize, msg: usize) -> Pinger {
+        let stop = Arc::new(AtomicBool::new(false));
+        let measuring = Arc::new(AtomicBool::new(false));
+        let (started_tx, started) = mpsc::channel();
+        let (flag, measure) = (stop.clone(), measuring.clone());
+        let thread = std::thread::spawn(move || ping_loop(addr, conns, msg, flag, measure, started_tx));
+        Pinger { stop, measuring, thread: Some(thread), started }
+    }
+
+    /// Starts recording round trips (those before are warm-up).
+    pub fn measure(&self) {
+        self.measuring.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits until every peer has done its first round trip.
+    pub fn wait_started(&self) {
+        self.started.recv_timeout(WAIT).expect("the pingers did not get going");
+    }
+
+    /// Stops and returns every round trip measured since [`Pinger::measure`].
+    pub fn finish(mut self) -> Vec<Duration> {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().unwrap();
+        wait_for("the pinger thread to end", || thread.is_finished());
+        thread.join().expect("pinger panicked").unwrap_or_else(|e| panic!("pinger failed: {e}"))
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Peer {
+    stream: MioStream,
+    sent_at: Instant,
+    pending: usize,
+    warm: bool,
+}
+
+fn ping_loop(
+    addr: SocketAddr,
+    conns: usize,
+    msg: usize,
+    stop: Arc<AtomicBool>,
+    measuring: Arc<AtomicBool>,
+    started: mpsc::Sender<()>,
+) -> Result<Vec<Duration>, String> {
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut peers: HashMap<usize, Peer> = HashMap::new();
+    for i in 0..conns {
+        let std = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+        std.set_nodelay(true).unwrap();
+        std.set_nonblocking(true).unwrap();
+        let mut stream = MioStream::from_std(std);
+        poll.registry().register(&mut stream, Token(i), Interest::READABLE).map_err(|e| e.to_string())?;
+        peers.insert(i, Peer { stream, sent_at: Instant::now(), pending: 0, warm: false });
+    }
+    let payload = vec![b'p'; msg];
+    let mut buf = vec![0u8; 64 * 1024];
+    let send = |peer: &mut Peer| -> Result<(), String> {
+        peer.sent_at = Instant::now();
+        peer.pending = payload.len();
+        // A small write to a socket whose peer keeps up: the send buffer always has room.
+        match peer.stream.write(&payload) {
+            Ok(n) if n == payload.len() => Ok(()),
+            Ok(n) => Err(format!("short write of {n}")),
+            Err(e) => Err(format!("write: {e}")),
+        }
+    };
+    for peer in peers.values_mut() {
+        send(peer)?;
+    }
+    let mut samples = Vec::new();
+    let mut warm = 0;
+    let mut events = Events::with_capacity(1024);
+    let deadline_guard = Instant::now() + Duration::from_secs(120);
+    while !stop.load(Ordering::Relaxed) {
+        if Instant::now() > deadline_guard {
+            return Err("ran for over 120 s".into());
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(10))).map_err(|e| e.to_string())?;
+        for event in events.iter() {
+            let peer = peers.get_mut(&event.token().0).unwrap();
+            loop {
+                match peer.stream.read(&mut buf) {
+                    Ok(0) => return Err("server closed a ping connection".into()),
+                    Ok(n) => {
+                        if n > peer.pending {
+                            return Err(format!("{n} bytes back, {} expected", peer.pending));
+                        }
+                        peer.pending -= n;
+                        if peer.pending == 0 {
+                            let rtt = peer.sent_at.elapsed();
+                            if peer.warm {
+                                if measuring.load(Ordering::Relaxed) {
+                                    samples.push(rtt);
+                                }
+                            } else {
+                                peer.warm = true;
+                                warm += 1;
+                                if warm == conns {
+                                    let _ = started.send(());
+                                }
+                            }
+                            send(peer)?;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(format!("read: {e}")),
+                }
+            }
+        }
+    }
+    Ok(samples)
+}
