@@ -10,6 +10,8 @@
 //! ```
 
 mod file_sender;
+pub mod policies;
+pub mod wire;
 
 pub use file_sender::{FileSender, DEFAULT_CHUNK_SIZE};
 

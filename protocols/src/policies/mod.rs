@@ -1,0 +1,50 @@
+//! Policies from Twisted's `policies.py`, as wrappers that compose around any [`Protocol`] or
+//! [`Factory`]:
+//!
+//! - [`TimeoutProtocol`] / [`TimeoutFactory`]: close a connection idle for too long
+//!   (`TimeoutMixin`, `TimeoutFactory`), changeable at run time through a [`TimeoutHandle`];
+//! - [`LimitConnectionsFactory`]: cap open connections in total and per peer address
+//!   (`LimitTotalConnectionsFactory`, `LimitConnectionsByPeer`);
+//! - [`ThrottlingFactory`]: cap read and write bandwidth with token buckets refilled every
+//!   few milliseconds (`ThrottlingFactory`).
+//!
+//! Every limit has a default (a `DEFAULT_*` constant, documented with its reasoning) and a
+//! setter. Wrappers nest: each one is a [`Factory`] around a [`Factory`], and the protocols
+//! they build pass every callback they do not handle through to the wrapped protocol,
+//! including `timer_fired` for timers the wrapped protocol set.
+//!
+//! ```
+//! use std::time::Duration;
+//! use torsion_protocols::policies::{LimitConnectionsFactory, ThrottlingFactory, TimeoutFactory};
+//! use torsion_protocols::Echo;
+//! use torsion_reactor::testing::Harness;
+//! use torsion_reactor::Protocol;
+//!
+//! let echo = |_| Some(Box::new(Echo) as Box<dyn Protocol>);
+//! let mut timeout = TimeoutFactory::new(echo);
+//! timeout.set_timeout(Some(Duration::from_secs(60)));
+//! let mut throttle = ThrottlingFactory::new(timeout);
+//! throttle.set_read_limit(Some(1 << 20)).set_write_limit(Some(1 << 20));
+//! let mut factory = LimitConnectionsFactory::new(throttle);
+//! factory.set_max_connections(Some(1000)).set_max_per_peer(Some(10));
+//!
+//! let mut h = Harness::new();
+//! let id = h.accept(&mut factory).unwrap();
+//! h.feed(id, b"hello");
+//! assert_eq!(h.take_written(id), b"hello");
+//! h.advance(Duration::from_secs(60));
+//! assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+//! ```
+//!
+//! [`Protocol`]: torsion_reactor::Protocol
+//! [`Factory`]: torsion_reactor::Factory
+
+mod limits;
+mod throttle;
+mod timeout;
+
+pub use limits::{ConnectionCounts, LimitConnectionsFactory, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_PEER};
+pub use throttle::{ThrottlingFactory, DEFAULT_BURST, DEFAULT_THROTTLE_INTERVAL};
+pub use timeout::{
+    TimeoutFactory, TimeoutHandle, TimeoutProtocol, DEFAULT_ABORT_AFTER, DEFAULT_IDLE_TIMEOUT,
+};
