@@ -10,10 +10,13 @@
 //! ```
 
 mod file_sender;
-pub mod policies;
-pub mod wire;
+pub mod framing;
 
 pub use file_sender::{FileSender, DEFAULT_CHUNK_SIZE};
+pub use framing::{
+    FrameError, IntNStringReceiver, LineCtx, LineHandler, LineReceiver, NetstringReceiver, StringCtx,
+    StringHandler,
+};
 
 use torsion_reactor::{Ctx, Protocol};
 

@@ -1,0 +1,484 @@
+//! [`LineReceiver`]: a [`Protocol`] that hands complete lines to a [`LineHandler`].
+
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use torsion_reactor::{Ctx, DisconnectReason, Protocol, TimerId};
+
+use super::deadline::FrameDeadline;
+use super::{FrameError, LineDecoder, LineEndings};
+
+/// What a line protocol does with lines (Twisted's `LineReceiver` subclass methods). Every
+/// callback gets a [`LineCtx`]: the reactor's [`Ctx`] (through `Deref`) plus the receiver's
+/// controls: `send_line`, raw/line mode, pause/resume, limits.
+pub trait LineHandler: 'static {
+    /// The connection is established.
+    fn connection_made(&mut self, lx: &mut LineCtx<'_, '_>) {
+        let _ = lx;
+    }
+
+    /// A complete line arrived, without its delimiter. `line` is valid only during the call.
+    fn line_received(&mut self, lx: &mut LineCtx<'_, '_>, line: &[u8]);
+
+    /// Bytes arrived in raw mode (see [`LineCtx::set_raw_mode`]). The default drops them with
+    /// a warning (Twisted raises `NotImplementedError`).
+    fn raw_data_received(&mut self, lx: &mut LineCtx<'_, '_>, data: &[u8]) {
+        let _ = lx;
+        tracing::warn!(bytes = data.len(), "raw data received by a line handler without raw_data_received");
+    }
+
+    /// A line longer than [`max_length`](LineCtx::max_length) arrived, or began: it is
+    /// reported as soon as it cannot fit, without waiting for its end. The line is not
+    /// delivered; if the connection stays open, the receiver skips it up to its line ending
+    /// and goes on with the next line.
+    ///
+    /// The default closes the connection with [`DisconnectReason::LimitExceeded`].
+    fn line_length_exceeded(&mut self, lx: &mut LineCtx<'_, '_>) {
+        let max = lx.max_length();
+        lx.lose_connection_with(DisconnectReason::LimitExceeded(format!("line longer than {max} bytes")));
+    }
+
+    /// The peer half-closed, after every line that came before the FIN was delivered (a
+    /// partial last line without its delimiter is dropped). Return `true` to keep the write
+    /// side open; see [`Protocol::eof_received`].
+    fn eof_received(&mut self, lx: &mut LineCtx<'_, '_>) -> bool {
+        let _ = lx;
+        false
+    }
+
+    /// The connection is over. Called exactly once, last.
+    fn connection_lost(&mut self, lx: &mut LineCtx<'_, '_>, reason: DisconnectReason) {
+        let _ = (lx, reason);
+    }
+
+    /// A timer made with `lx.call_later` fired.
+    fn timer_fired(&mut self, lx: &mut LineCtx<'_, '_>, timer: TimerId) {
+        let _ = (lx, timer);
+    }
+}
+
+/// A change requested during a handler callback, applied in order when it returns.
+#[derive(Debug)]
+enum LineOp {
+    Raw,
+    Line(Vec<u8>),
+    Clear,
+    MaxLength(usize),
+}
+
+/// The receiver's state that handlers may change through [`LineCtx`].
+#[derive(Debug)]
+struct Control {
+    delimiter: Box<[u8]>,
+    max_length: usize,
+    raw: bool,
+    /// Paused by the handler.
+    paused: bool,
+    /// Paused because the write buffer is full (`pause_producing`).
+    producer_paused: bool,
+    /// Closed through the receiver: deliver nothing more.
+    closed: bool,
+    /// The peer's FIN arrived while lines were held back.
+    eof_pending: bool,
+    ops: Vec<LineOp>,
+}
+
+impl Control {
+    fn delivering(&self) -> bool {
+        !(self.paused || self.producer_paused || self.closed)
+    }
+}
+
+/// The context a [`LineHandler`] gets: the reactor's [`Ctx`] (through `Deref`, so
+/// `lx.transport()`, `lx.call_later(..)` work) and the line receiver's controls.
+///
+/// Mode and buffer changes (`set_raw_mode`, `set_line_mode`, `clear_line_buffer`,
+/// `set_max_length`) take effect when the current callback returns, in the order made, and
+/// apply to everything not yet delivered, including the rest of the chunk that held the
+/// current line.
+pub struct LineCtx<'a, 'b> {
+    cx: &'a mut Ctx<'b>,
+    ctl: &'a mut Control,
+}
+
+impl std::fmt::Debug for LineCtx<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineCtx").field("cx", &self.cx).field("control", &self.ctl).finish()
+    }
+}
+
+impl<'b> Deref for LineCtx<'_, 'b> {
+    type Target = Ctx<'b>;
+
+    fn deref(&self) -> &Ctx<'b> {
+        self.cx
+    }
+}
+
+impl<'b> DerefMut for LineCtx<'_, 'b> {
+    fn deref_mut(&mut self) -> &mut Ctx<'b> {
+        self.cx
+    }
+}
+
+impl<'b> LineCtx<'_, 'b> {
+    /// The reactor's context.
+    pub fn cx(&mut self) -> &mut Ctx<'b> {
+        self.cx
+    }
+
+    /// Writes `line` followed by the delimiter. Returns whether the write buffer is now above
+    /// its high watermark (as [`Transport::write`](torsion_reactor::Transport::write)). The
+    /// line is not checked against `max_length` or for delimiters inside it.
+    pub fn send_line(&mut self, line: &[u8]) -> bool {
+        let delimiter: &[u8] = &self.ctl.delimiter;
+        self.cx.transport().write_sequence([line, delimiter])
+    }
+
+    /// Switches to raw mode: from the end of this callback on, bytes not yet delivered (the
+    /// rest of this chunk first) go to [`LineHandler::raw_data_received`] as they come.
+    pub fn set_raw_mode(&mut self) {
+        self.ctl.raw = true;
+        self.ctl.ops.push(LineOp::Raw);
+    }
+
+    /// Switches to line mode; `extra` is parsed as lines first, before anything else not yet
+    /// delivered (a raw-mode handler hands back what it read too far this way).
+    pub fn set_line_mode(&mut self, extra: &[u8]) {
+        self.ctl.raw = false;
+        self.ctl.ops.push(LineOp::Line(extra.to_vec()));
+    }
+
+    /// True in raw mode (as requested so far in this callback).
+    pub fn is_raw_mode(&self) -> bool {
+        self.ctl.raw
+    }
+
+    /// Discards everything received and not yet delivered: buffered lines, the partial line,
+    /// raw bytes (Twisted's `clearLineBuffer`, without returning them).
+    pub fn clear_line_buffer(&mut self) {
+        self.ctl.ops.push(LineOp::Clear);
+    }
+
+    /// Stops delivering lines (also those already buffered, the rest of this chunk included)
+    /// and pauses reading the socket, until [`resume`](LineCtx::resume).
+    pub fn pause(&mut self) {
+        self.ctl.paused = true;
+        self.cx.transport().pause_reading();
+    }
+
+    /// Undoes [`pause`](LineCtx::pause). Lines already buffered are delivered as soon as the
+    /// current callback returns, without waiting for more input; then reading resumes (unless
+    /// the write buffer is still full).
+    pub fn resume(&mut self) {
+        self.ctl.paused = false;
+        if !self.ctl.producer_paused {
+            self.cx.transport().resume_reading();
+        }
+    }
+
+    /// True while paused by [`pause`](LineCtx::pause).
+    pub fn is_paused(&self) -> bool {
+        self.ctl.paused
+    }
+
+    /// The longest accepted line, not counting the delimiter.
+    pub fn max_length(&self) -> usize {
+        self.ctl.max_length
+    }
+
+    /// Changes the longest accepted line (from the end of this callback on).
+    pub fn set_max_length(&mut self, max: usize) {
+        self.ctl.max_length = max;
+        self.ctl.ops.push(LineOp::MaxLength(max));
+    }
+
+    /// The delimiter `send_line` appends.
+    pub fn delimiter(&self) -> &[u8] {
+        &self.ctl.delimiter
+    }
+
+    /// Closes cleanly (flush, then FIN) and delivers no more lines. Prefer this (or
+    /// [`lose_connection_with`](LineCtx::lose_connection_with)) to `lx.transport().lose_connection()`:
+    /// the receiver then knows to stop delivering lines still buffered.
+    pub fn lose_connection(&mut self) {
+        self.ctl.closed = true;
+        self.cx.transport().lose_connection();
+    }
+
+    /// Closes cleanly, reporting `reason` to `connection_lost`, and delivers no more lines.
+    pub fn lose_connection_with(&mut self, reason: DisconnectReason) {
+        self.ctl.closed = true;
+        self.cx.transport().lose_connection_with(reason);
+    }
+
+    /// Aborts the connection (RST) and delivers no more lines.
+    pub fn abort_connection(&mut self) {
+        self.ctl.closed = true;
+        self.cx.transport().abort_connection();
+    }
+}
+
+/// A [`Protocol`] that splits its input into lines and hands them to a [`LineHandler`]
+/// (Twisted's `LineReceiver`, composed instead of inherited).
+///
+/// Defaults, each with a setter: delimiter `\r\n`, at most 16384 bytes per line (not counting
+/// the delimiter; exactly 16384 is accepted), [`LineEndings::Exact`], no frame deadline.
+///
+/// # Pausing
+/// [`LineCtx::pause`] (or the write buffer going above its high watermark, which calls
+/// `pause_producing`) stops line delivery at once, even for lines already received, and
+/// pauses reading. Resuming delivers the held-back lines without waiting for new input. A FIN
+/// that arrives while lines are held back is reported to the handler after them.
+///
+/// # Frame deadline
+/// With [`set_frame_deadline`](LineReceiver::set_frame_deadline), a line must be complete
+/// within the given time of its first byte arriving, or the connection is closed with
+/// [`DisconnectReason::TimedOut`]. This stops a peer that drip-feeds one byte at a time,
+/// which an idle timeout cannot. The clock does not run while delivery is paused or in raw
+/// mode.
+///
+/// # Errors
+/// A too-long line calls [`LineHandler::line_length_exceeded`] (default: close with
+/// [`DisconnectReason::LimitExceeded`]). In [`LineEndings::Strict`] mode a bare `\n` closes the
+/// connection with [`DisconnectReason::ProtocolError`].
+///
+/// ```
+/// use torsion_protocols::framing::{LineCtx, LineHandler, LineReceiver};
+/// use torsion_reactor::testing::Harness;
+/// use torsion_reactor::Protocol;
+///
+/// struct Shout;
+/// impl LineHandler for Shout {
+///     fn line_received(&mut self, lx: &mut LineCtx<'_, '_>, line: &[u8]) {
+///         lx.send_line(&line.to_ascii_uppercase());
+///     }
+/// }
+///
+/// let mut h = Harness::new();
+/// let id = h.accept(&mut |_| Some(Box::new(LineReceiver::new(Shout)) as Box<dyn Protocol>)).unwrap();
+/// h.feed(id, b"hello\r\nwor");
+/// h.feed(id, b"ld\r\n");
+/// assert_eq!(h.take_written(id), b"HELLO\r\nWORLD\r\n");
+/// ```
+#[derive(Debug)]
+pub struct LineReceiver<H> {
+    handler: H,
+    decoder: LineDecoder,
+    ctl: Control,
+    deadline: FrameDeadline,
+}
+
+impl<H: LineHandler> LineReceiver<H> {
+    /// A receiver with the defaults, handing lines to `handler`.
+    pub fn new(handler: H) -> LineReceiver<H> {
+        LineReceiver::with_decoder(handler, LineDecoder::new())
+    }
+
+    /// A receiver around a configured decoder (delimiter, limit, line endings).
+    pub fn with_decoder(handler: H, decoder: LineDecoder) -> LineReceiver<H> {
+        let ctl = Control {
+            delimiter: decoder.delimiter().into(),
+            max_length: decoder.max_length(),
+            raw: false,
+            paused: false,
+            producer_paused: false,
+            closed: false,
+            eof_pending: false,
+            ops: Vec::new(),
+        };
+        LineReceiver { handler, decoder, ctl, deadline: FrameDeadline::default() }
+    }
+
+    /// Sets the delimiter (builder form).
+    ///
+    /// # Panics
+    /// If `delimiter` is empty.
+    pub fn with_delimiter(mut self, delimiter: &[u8]) -> Self {
+        self.set_delimiter(delimiter);
+        self
+    }
+
+    /// Sets the longest accepted line (builder form).
+    pub fn with_max_length(mut self, max: usize) -> Self {
+        self.set_max_length(max);
+        self
+    }
+
+    /// Sets which byte sequences end a line (builder form).
+    pub fn with_line_endings(mut self, endings: LineEndings) -> Self {
+        self.decoder.set_line_endings(endings);
+        self
+    }
+
+    /// Sets the per-line deadline (builder form).
+    pub fn with_frame_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline.set_limit(Some(deadline));
+        self
+    }
+
+    /// Sets the delimiter, for parsing and for `send_line`.
+    ///
+    /// # Panics
+    /// If `delimiter` is empty.
+    pub fn set_delimiter(&mut self, delimiter: &[u8]) {
+        self.decoder.set_delimiter(delimiter);
+        self.ctl.delimiter = delimiter.into();
+    }
+
+    /// Sets the longest accepted line, not counting the delimiter (default 16384).
+    pub fn set_max_length(&mut self, max: usize) {
+        self.decoder.set_max_length(max);
+        self.ctl.max_length = max;
+    }
+
+    /// Sets which byte sequences end a line (default [`LineEndings::Exact`]).
+    pub fn set_line_endings(&mut self, endings: LineEndings) {
+        self.decoder.set_line_endings(endings);
+    }
+
+    /// Sets (or with `None` removes, the default) the time a line may take from its first byte
+    /// to its delimiter.
+    pub fn set_frame_deadline(&mut self, deadline: Option<Duration>) {
+        self.deadline.set_limit(deadline);
+    }
+
+    /// The per-line deadline, if any.
+    pub fn frame_deadline(&self) -> Option<Duration> {
+        self.deadline.limit()
+    }
+
+    /// The decoder (limits, buffered bytes, counters).
+    pub fn decoder(&self) -> &LineDecoder {
+        &self.decoder
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The handler, mutably.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// Applies the changes a handler callback requested, in order.
+    fn apply(&mut self) {
+        for op in std::mem::take(&mut self.ctl.ops) {
+            match op {
+                LineOp::Raw => {}
+                LineOp::Line(extra) => self.decoder.prepend(&extra),
+                LineOp::Clear => drop(self.decoder.take_buffered()),
+                LineOp::MaxLength(max) => self.decoder.set_max_length(max),
+            }
+        }
+    }
+
+    /// Delivers whatever can be delivered, then settles EOF and the frame deadline.
+    fn pump(&mut self, cx: &mut Ctx<'_>) {
+        self.apply();
+        while self.ctl.delivering() {
+            if self.ctl.raw {
+                if self.decoder.buffered_len() == 0 {
+                    break;
+                }
+                let raw = self.decoder.take_buffered();
+                let mut lx = LineCtx { cx, ctl: &mut self.ctl };
+                self.handler.raw_data_received(&mut lx, &raw);
+                self.apply();
+                continue;
+            }
+            let Some(next) = self.decoder.next_line() else { break };
+            let mut lx = LineCtx { cx, ctl: &mut self.ctl };
+            match next {
+                Ok(line) => self.handler.line_received(&mut lx, line),
+                Err(FrameError::LineTooLong { .. }) => self.handler.line_length_exceeded(&mut lx),
+                Err(e) => lx.lose_connection_with(DisconnectReason::ProtocolError(e.to_string())),
+            }
+            self.apply();
+        }
+        if self.ctl.eof_pending && self.ctl.delivering() {
+            self.ctl.eof_pending = false;
+            let keep = self.handler.eof_received(&mut LineCtx { cx, ctl: &mut self.ctl });
+            if !keep {
+                cx.transport().lose_connection();
+            }
+            self.apply();
+        }
+        let active = self.ctl.delivering() && !self.ctl.raw && self.decoder.is_mid_frame();
+        self.deadline.update(cx, active, self.decoder.frames());
+    }
+}
+
+impl<H: LineHandler> Protocol for LineReceiver<H> {
+    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+        self.handler.connection_made(&mut LineCtx { cx, ctl: &mut self.ctl });
+        self.pump(cx);
+    }
+
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        if self.ctl.closed {
+            return;
+        }
+        if self.ctl.raw && self.ctl.delivering() && self.decoder.buffered_len() == 0 {
+            // Raw mode with nothing held back: hand the reactor's slice over without copying.
+            self.handler.raw_data_received(&mut LineCtx { cx, ctl: &mut self.ctl }, data);
+        } else {
+            self.decoder.push(data);
+            if !self.ctl.delivering() {
+                // Someone else resumed reading while we hold lines back: hold the socket too.
+                cx.transport().pause_reading();
+            }
+        }
+        self.pump(cx);
+    }
+
+    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
+        if self.ctl.closed {
+            return false;
+        }
+        if self.ctl.delivering() {
+            let keep = self.handler.eof_received(&mut LineCtx { cx, ctl: &mut self.ctl });
+            self.pump(cx);
+            keep
+        } else {
+            // Lines are held back: report the FIN after them, keeping the write side open.
+            self.ctl.eof_pending = true;
+            true
+        }
+    }
+
+    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        self.ctl.closed = true;
+        self.handler.connection_lost(&mut LineCtx { cx, ctl: &mut self.ctl }, reason);
+    }
+
+    fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
+        if self.deadline.fired(timer) {
+            if !self.ctl.closed {
+                let limit = self.deadline.limit().unwrap_or_default();
+                tracing::debug!(?limit, "line not complete within its deadline; closing");
+                self.ctl.closed = true;
+                cx.transport().lose_connection_with(DisconnectReason::TimedOut);
+            }
+            return;
+        }
+        self.handler.timer_fired(&mut LineCtx { cx, ctl: &mut self.ctl }, timer);
+        self.pump(cx);
+    }
+
+    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        self.ctl.producer_paused = true;
+        cx.transport().pause_reading();
+        self.pump(cx);
+    }
+
+    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+        self.ctl.producer_paused = false;
+        if !self.ctl.paused && !self.ctl.closed {
+            cx.transport().resume_reading();
+        }
+        self.pump(cx);
+    }
+}

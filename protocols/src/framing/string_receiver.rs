@@ -1,0 +1,445 @@
+//! [`StringReceiver`]: a [`Protocol`] that hands complete length-prefixed strings or netstrings
+//! to a [`StringHandler`].
+
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use torsion_reactor::{Ctx, DisconnectReason, Protocol, TimerId};
+
+use super::deadline::FrameDeadline;
+use super::{
+    Endianness, FrameError, IntNDecoder, IntNEncoder, LengthPrefix, NetstringDecoder, StringDecoder,
+    StringEncoder,
+};
+
+/// What a string protocol does with strings (Twisted's `IntNStringReceiver` and
+/// `NetstringReceiver` subclass methods). Every callback gets a [`StringCtx`]: the reactor's
+/// [`Ctx`] (through `Deref`) plus `send_string`, pause/resume and limits.
+pub trait StringHandler: 'static {
+    /// The connection is established.
+    fn connection_made(&mut self, sx: &mut StringCtx<'_, '_>) {
+        let _ = sx;
+    }
+
+    /// A complete string arrived. `data` is valid only during the call.
+    fn string_received(&mut self, sx: &mut StringCtx<'_, '_>, data: &[u8]);
+
+    /// The peer announced a string of `length` bytes, more than
+    /// [`max_length`](StringCtx::max_length). Nothing of it was buffered; if the connection
+    /// stays open, its body is skipped and decoding goes on after it.
+    ///
+    /// The default closes the connection with [`DisconnectReason::LimitExceeded`].
+    fn length_limit_exceeded(&mut self, sx: &mut StringCtx<'_, '_>, length: u64) {
+        let max = sx.max_length();
+        sx.lose_connection_with(DisconnectReason::LimitExceeded(format!(
+            "frame length {length} exceeds the maximum of {max} bytes"
+        )));
+    }
+
+    /// The peer half-closed, after every string that came before the FIN was delivered (an
+    /// incomplete last string is dropped). Return `true` to keep the write side open; see
+    /// [`Protocol::eof_received`].
+    fn eof_received(&mut self, sx: &mut StringCtx<'_, '_>) -> bool {
+        let _ = sx;
+        false
+    }
+
+    /// The connection is over. Called exactly once, last.
+    fn connection_lost(&mut self, sx: &mut StringCtx<'_, '_>, reason: DisconnectReason) {
+        let _ = (sx, reason);
+    }
+
+    /// A timer made with `sx.call_later` fired.
+    fn timer_fired(&mut self, sx: &mut StringCtx<'_, '_>, timer: TimerId) {
+        let _ = (sx, timer);
+    }
+}
+
+/// Builds a [`StringCtx`] from a receiver's fields, leaving `handler` and `decoder` free.
+macro_rules! sx {
+    ($self:ident, $cx:expr, $max:expr) => {
+        StringCtx { cx: $cx, ctl: &mut $self.ctl, encoder: &$self.encoder, max_length: $max }
+    };
+    ($self:ident, $cx:expr) => {{
+        let max_length = $self.decoder.max_length();
+        sx!($self, $cx, max_length)
+    }};
+}
+
+/// The receiver's state that handlers may change through [`StringCtx`].
+#[derive(Debug)]
+struct Control {
+    paused: bool,
+    producer_paused: bool,
+    closed: bool,
+    eof_pending: bool,
+    new_max_length: Option<usize>,
+}
+
+impl Control {
+    fn delivering(&self) -> bool {
+        !(self.paused || self.producer_paused || self.closed)
+    }
+}
+
+/// The context a [`StringHandler`] gets: the reactor's [`Ctx`] (through `Deref`, so
+/// `sx.transport()`, `sx.call_later(..)` work) and the string receiver's controls.
+pub struct StringCtx<'a, 'b> {
+    cx: &'a mut Ctx<'b>,
+    ctl: &'a mut Control,
+    encoder: &'a dyn StringEncoder,
+    max_length: usize,
+}
+
+impl std::fmt::Debug for StringCtx<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StringCtx").field("cx", &self.cx).field("control", &self.ctl).finish_non_exhaustive()
+    }
+}
+
+impl<'b> Deref for StringCtx<'_, 'b> {
+    type Target = Ctx<'b>;
+
+    fn deref(&self) -> &Ctx<'b> {
+        self.cx
+    }
+}
+
+impl<'b> DerefMut for StringCtx<'_, 'b> {
+    fn deref_mut(&mut self) -> &mut Ctx<'b> {
+        self.cx
+    }
+}
+
+impl<'b> StringCtx<'_, 'b> {
+    /// The reactor's context.
+    pub fn cx(&mut self) -> &mut Ctx<'b> {
+        self.cx
+    }
+
+    /// Writes `data` framed (prefix or netstring). Nothing is written and an error is returned
+    /// if the prefix cannot express its length ([`FrameError::TooLongForPrefix`]) or it is
+    /// longer than [`max_length`](StringCtx::max_length)
+    /// ([`FrameError::LengthLimitExceeded`]), which a peer with the same limit would refuse.
+    pub fn send_string(&mut self, data: &[u8]) -> Result<(), FrameError> {
+        let header = self.encoder.header(data.len())?;
+        self.cx.transport().write_sequence([header.as_bytes(), data, self.encoder.trailer()]);
+        Ok(())
+    }
+
+    /// Stops delivering strings (also those already buffered) and pauses reading the socket,
+    /// until [`resume`](StringCtx::resume).
+    pub fn pause(&mut self) {
+        self.ctl.paused = true;
+        self.cx.transport().pause_reading();
+    }
+
+    /// Undoes [`pause`](StringCtx::pause). Strings already buffered are delivered as soon as
+    /// the current callback returns, without waiting for more input.
+    pub fn resume(&mut self) {
+        self.ctl.paused = false;
+        if !self.ctl.producer_paused {
+            self.cx.transport().resume_reading();
+        }
+    }
+
+    /// True while paused by [`pause`](StringCtx::pause).
+    pub fn is_paused(&self) -> bool {
+        self.ctl.paused
+    }
+
+    /// The longest accepted string.
+    pub fn max_length(&self) -> usize {
+        self.ctl.new_max_length.unwrap_or(self.max_length)
+    }
+
+    /// Changes the longest accepted string, for decoding and `send_string`, from the end of
+    /// this callback on.
+    pub fn set_max_length(&mut self, max: usize) {
+        self.ctl.new_max_length = Some(max);
+    }
+
+    /// Closes cleanly (flush, then FIN) and delivers no more strings. Prefer this to
+    /// `sx.transport().lose_connection()`: the receiver then knows to stop delivering strings
+    /// still buffered.
+    pub fn lose_connection(&mut self) {
+        self.ctl.closed = true;
+        self.cx.transport().lose_connection();
+    }
+
+    /// Closes cleanly, reporting `reason` to `connection_lost`, and delivers no more strings.
+    pub fn lose_connection_with(&mut self, reason: DisconnectReason) {
+        self.ctl.closed = true;
+        self.cx.transport().lose_connection_with(reason);
+    }
+
+    /// Aborts the connection (RST) and delivers no more strings.
+    pub fn abort_connection(&mut self) {
+        self.ctl.closed = true;
+        self.cx.transport().abort_connection();
+    }
+}
+
+/// A [`Protocol`] that decodes strings with a [`StringDecoder`] and hands them to a
+/// [`StringHandler`]. Use it through [`IntNStringReceiver`] (8, 16 or 32-bit length prefixes)
+/// or [`NetstringReceiver`].
+///
+/// Defaults, each with a setter: at most 99999 bytes per string (exactly 99999 is
+/// accepted), big-endian prefixes, no frame deadline.
+///
+/// # Pausing, frame deadline
+/// As for [`LineReceiver`](super::LineReceiver): [`StringCtx::pause`] or `pause_producing`
+/// holds back strings already received; resuming delivers them without new input; a string
+/// must be complete within the frame deadline of its first byte, else the connection closes
+/// with [`DisconnectReason::TimedOut`].
+///
+/// # Errors
+/// A length over the maximum calls [`StringHandler::length_limit_exceeded`] (default: close
+/// with [`DisconnectReason::LimitExceeded`]) before anything of the body is buffered.
+/// Malformed netstrings close the connection with [`DisconnectReason::ProtocolError`].
+///
+/// ```
+/// use torsion_protocols::framing::{IntNStringReceiver, StringCtx, StringHandler};
+/// use torsion_reactor::testing::Harness;
+/// use torsion_reactor::Protocol;
+///
+/// struct Reverse;
+/// impl StringHandler for Reverse {
+///     fn string_received(&mut self, sx: &mut StringCtx<'_, '_>, data: &[u8]) {
+///         let reversed: Vec<u8> = data.iter().rev().copied().collect();
+///         sx.send_string(&reversed).expect("same length, same prefix");
+///     }
+/// }
+///
+/// let mut h = Harness::new();
+/// let id = h.accept(&mut |_| Some(Box::new(IntNStringReceiver::int16(Reverse)) as Box<dyn Protocol>)).unwrap();
+/// h.feed(id, b"\x00\x03ab");
+/// h.feed(id, b"c");
+/// assert_eq!(h.take_written(id), b"\x00\x03cba");
+/// ```
+#[derive(Debug)]
+pub struct StringReceiver<D: StringDecoder, H> {
+    handler: H,
+    decoder: D,
+    encoder: D::Encoder,
+    ctl: Control,
+    deadline: FrameDeadline,
+}
+
+/// Length-prefixed strings (Twisted's `Int8StringReceiver`, `Int16StringReceiver`,
+/// `Int32StringReceiver`): build one with [`int8`](StringReceiver::int8),
+/// [`int16`](StringReceiver::int16), [`int32`](StringReceiver::int32).
+pub type IntNStringReceiver<H> = StringReceiver<IntNDecoder, H>;
+
+/// Netstrings (Twisted's `NetstringReceiver`): build one with
+/// [`netstring`](StringReceiver::netstring).
+pub type NetstringReceiver<H> = StringReceiver<NetstringDecoder, H>;
+
+impl<H: StringHandler> StringReceiver<IntNDecoder, H> {
+    /// A receiver of strings with a `prefix`-wide big-endian length.
+    pub fn new_prefixed(prefix: LengthPrefix, handler: H) -> Self {
+        StringReceiver::with_decoder(handler, IntNDecoder::new(prefix))
+    }
+
+    /// A receiver of strings with a 1-byte length.
+    pub fn int8(handler: H) -> Self {
+        Self::new_prefixed(LengthPrefix::Int8, handler)
+    }
+
+    /// A receiver of strings with a 2-byte length.
+    pub fn int16(handler: H) -> Self {
+        Self::new_prefixed(LengthPrefix::Int16, handler)
+    }
+
+    /// A receiver of strings with a 4-byte length.
+    pub fn int32(handler: H) -> Self {
+        Self::new_prefixed(LengthPrefix::Int32, handler)
+    }
+
+    /// Sets the byte order of the length prefix, for decoding and `send_string` (builder form).
+    pub fn with_endianness(mut self, endianness: Endianness) -> Self {
+        self.set_endianness(endianness);
+        self
+    }
+
+    /// Sets the byte order of the length prefix, for decoding and `send_string`.
+    pub fn set_endianness(&mut self, endianness: Endianness) {
+        self.decoder.set_endianness(endianness);
+        self.encoder = self.decoder.encoder();
+    }
+
+    /// The encoder (prefix, byte order), for framing strings outside a callback.
+    pub fn encoder(&self) -> IntNEncoder {
+        self.encoder
+    }
+}
+
+impl<H: StringHandler> StringReceiver<NetstringDecoder, H> {
+    /// A receiver of netstrings.
+    pub fn netstring(handler: H) -> Self {
+        StringReceiver::with_decoder(handler, NetstringDecoder::new())
+    }
+}
+
+impl<D: StringDecoder, H: StringHandler> StringReceiver<D, H> {
+    /// A receiver around a configured decoder.
+    pub fn with_decoder(handler: H, decoder: D) -> Self {
+        let encoder = decoder.encoder();
+        let ctl = Control {
+            paused: false,
+            producer_paused: false,
+            closed: false,
+            eof_pending: false,
+            new_max_length: None,
+        };
+        StringReceiver { handler, decoder, encoder, ctl, deadline: FrameDeadline::default() }
+    }
+
+    /// Sets the longest accepted string (builder form).
+    pub fn with_max_length(mut self, max: usize) -> Self {
+        self.set_max_length(max);
+        self
+    }
+
+    /// Sets the per-string deadline (builder form).
+    pub fn with_frame_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline.set_limit(Some(deadline));
+        self
+    }
+
+    /// Sets the longest accepted (and sendable) string (default 99999).
+    pub fn set_max_length(&mut self, max: usize) {
+        self.decoder.set_max_length(max);
+        self.encoder = self.decoder.encoder();
+    }
+
+    /// The longest accepted string.
+    pub fn max_length(&self) -> usize {
+        self.decoder.max_length()
+    }
+
+    /// Sets (or with `None` removes, the default) the time a string may take from its first
+    /// byte to its last.
+    pub fn set_frame_deadline(&mut self, deadline: Option<Duration>) {
+        self.deadline.set_limit(deadline);
+    }
+
+    /// The per-string deadline, if any.
+    pub fn frame_deadline(&self) -> Option<Duration> {
+        self.deadline.limit()
+    }
+
+    /// The decoder.
+    pub fn decoder(&self) -> &D {
+        &self.decoder
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The handler, mutably.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    fn apply(&mut self) {
+        if let Some(max) = self.ctl.new_max_length.take() {
+            self.set_max_length(max);
+        }
+    }
+
+    /// Delivers whatever can be delivered, then settles EOF and the frame deadline.
+    fn pump(&mut self, cx: &mut Ctx<'_>) {
+        self.apply();
+        while self.ctl.delivering() {
+            let max_length = self.decoder.max_length();
+            let Some(next) = self.decoder.next_string() else { break };
+            let mut sx = sx!(self, cx, max_length);
+            match next {
+                Ok(data) => self.handler.string_received(&mut sx, data),
+                Err(FrameError::LengthLimitExceeded { length, .. }) => {
+                    self.handler.length_limit_exceeded(&mut sx, length)
+                }
+                Err(e) => sx.lose_connection_with(DisconnectReason::ProtocolError(e.to_string())),
+            }
+            self.apply();
+        }
+        if self.ctl.eof_pending && self.ctl.delivering() {
+            self.ctl.eof_pending = false;
+            let keep = self.handler.eof_received(&mut sx!(self, cx));
+            if !keep {
+                cx.transport().lose_connection();
+            }
+            self.apply();
+        }
+        let active = self.ctl.delivering() && self.decoder.is_mid_frame();
+        self.deadline.update(cx, active, self.decoder.frames());
+    }
+}
+
+impl<D: StringDecoder, H: StringHandler> Protocol for StringReceiver<D, H> {
+    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+        self.handler.connection_made(&mut sx!(self, cx));
+        self.pump(cx);
+    }
+
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        if self.ctl.closed {
+            return;
+        }
+        self.decoder.push(data);
+        if !self.ctl.delivering() {
+            cx.transport().pause_reading();
+        }
+        self.pump(cx);
+    }
+
+    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
+        if self.ctl.closed {
+            return false;
+        }
+        if self.ctl.delivering() {
+            let keep = self.handler.eof_received(&mut sx!(self, cx));
+            self.pump(cx);
+            keep
+        } else {
+            self.ctl.eof_pending = true;
+            true
+        }
+    }
+
+    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        self.ctl.closed = true;
+        self.handler.connection_lost(&mut sx!(self, cx), reason);
+    }
+
+    fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
+        if self.deadline.fired(timer) {
+            if !self.ctl.closed {
+                let limit = self.deadline.limit().unwrap_or_default();
+                tracing::debug!(?limit, "string not complete within its deadline; closing");
+                self.ctl.closed = true;
+                cx.transport().lose_connection_with(DisconnectReason::TimedOut);
+            }
+            return;
+        }
+        self.handler.timer_fired(&mut sx!(self, cx), timer);
+        self.pump(cx);
+    }
+
+    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        self.ctl.producer_paused = true;
+        cx.transport().pause_reading();
+        self.pump(cx);
+    }
+
+    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+        self.ctl.producer_paused = false;
+        if !self.ctl.paused && !self.ctl.closed {
+            cx.transport().resume_reading();
+        }
+        self.pump(cx);
+    }
+}
