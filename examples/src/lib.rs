@@ -13,6 +13,13 @@
 //!   reader on either side pauses reading on the other (producer/consumer across two
 //!   connections). Its protocols live in the [`proxy`] module, so tests can run the proxy
 //!   in-process and watch its buffers.
+//! * `chat-server`: a chat room, Twisted's classic demo: shared state (the [`chat::Room`])
+//!   lives in the factory and holds [`ConnId`](torsion_reactor::ConnId)s, a broadcast reaches
+//!   each member through `cx.transport_for(id)`, and framing ([`LineReceiver`]), an idle
+//!   timeout and a connection limit are composed around the protocol. Its protocol lives in
+//!   the [`chat`] module.
+//!
+//! [`LineReceiver`]: torsion_protocols::framing::LineReceiver
 //!
 //! This library holds only what the binaries share, so they stay about one idea each: logging
 //! setup ([`init_logging`]), the `listening on <addr>` line scripts read the port from
@@ -39,6 +46,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use tracing_subscriber::EnvFilter;
 
+pub mod chat;
 pub mod proxy;
 
 /// Exit code for a failure at startup: bad arguments, a bad address, an address in use.

@@ -1,0 +1,91 @@
+//! `chat-server`: a chat room you can join with `nc`, `telnet` or `socat`.
+//!
+//! The idea it teaches is **shared state in the factory**: the room (who is online) belongs to
+//! the factory, every connection's protocol holds a handle on it, and the room stores
+//! connection ids, not sockets. A message is broadcast by looking each member up with
+//! `cx.transport_for(id)` and writing to it. This is safe without locks because the reactor is
+//! single-threaded and never runs a callback from inside another. See
+//! [`torsion_examples::chat`] for the protocol and its exact lines.
+//!
+//! Around that, what a public server needs: lines up to 4096 bytes (longer: an error, then a
+//! close), each client's write buffer capped at 1 MiB (a client that stops reading is
+//! disconnected instead of eating memory), an optional idle timeout, and a cap on clients
+//! (`Server full`). The same conventions as `echo-server`: the first line of stdout is
+//! `listening on <addr>`, logs go to stderr (`RUST_LOG`), SIGINT/SIGTERM stop gracefully
+//! (every client gets what was queued for it, then EOF; exit 0), and a setup error is one line
+//! on stderr with exit code 2.
+//!
+//! ```text
+//! cargo run --release -p torsion-examples --bin chat-server      # listens on 127.0.0.1:8000
+//! nc 127.0.0.1 8000                                              # in two or more terminals
+//! cargo run -p torsion-examples --bin chat-server -- --listen 127.0.0.1:0 --idle-timeout 300
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::builder::TypedValueParser as _;
+use clap::Parser;
+use torsion_examples::chat::{ChatConfig, ChatServer, DEFAULT_MAX_CLIENTS};
+use torsion_examples::{
+    announce_listening, init_logging, io_error_text, listen_error, resolve_addr, EXIT_FAILURE, EXIT_USAGE,
+};
+use torsion_reactor::Reactor;
+use tracing::info;
+
+/// A chat room over TCP: connect with `nc HOST PORT`, choose a name, talk. Commands: /who,
+/// /nick NEW, /me ACTION, /quit. Stops gracefully on SIGINT or SIGTERM.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on, HOST:PORT (port 0 picks a free port; the first line of stdout
+    /// tells which).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    listen: String,
+    /// The most clients connected at once; one more reads `Server full` and is closed.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    max_clients: usize,
+    /// Disconnect a client that sends nothing for SECS seconds (default: never).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    match serve(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// Runs the server until a signal stops it. Errors carry the exit code and a one-line message.
+fn serve(args: &Args) -> Result<(), (i32, String)> {
+    let addr = resolve_addr(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let startup =
+        |e: std::io::Error| (EXIT_USAGE, format!("cannot start the reactor: {}", io_error_text(&e)));
+
+    let config = ChatConfig {
+        max_clients: args.max_clients,
+        idle_timeout: args.idle_timeout.map(Duration::from_secs),
+        ..ChatConfig::default()
+    };
+    let mut reactor = Reactor::new().map_err(startup)?;
+    // The factory owns the room; every protocol it builds shares it.
+    let server = ChatServer::new(config);
+    let room = server.room();
+    let port = reactor.listen_tcp(addr, server).map_err(|e| (EXIT_USAGE, listen_error(addr, &e)))?;
+    reactor.install_signal_handlers().map_err(startup)?;
+
+    let local = port.local_addr();
+    announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
+    info!(%local, "chat server listening; connect with `nc {} {}`", local.ip(), local.port());
+
+    reactor.run().map_err(|e| (EXIT_FAILURE, format!("the reactor failed: {}", io_error_text(&e))))?;
+    info!(online = room.len(), "stopped");
+    Ok(())
+}
