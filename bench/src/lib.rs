@@ -5,8 +5,13 @@
 //! * three comparison echo servers (binaries `raw-mio-echo`, `tokio-echo`, and the
 //!   Python script `bench/asyncio_echo.py` next to this crate);
 //! * a single-threaded mio load generator (binary `loadgen`) with a request/response
-//!   (`pingpong`) and a throughput (`stream`) mode, both of which verify every echoed byte;
-//! * `bench/run.sh`, which runs every server through every scenario and prints a table.
+//!   (`pingpong`) and a throughput (`stream`) mode, both of which verify every echoed byte,
+//!   and a `flood` mode that writes without waiting for replies;
+//! * a deliberately slow backend (binary `slow-sink`) that reads a limited number of bytes
+//!   per connection per tick and discards them;
+//! * `bench/run.sh`, which runs every server through every scenario and prints a table,
+//!   and `bench/proxy.sh`, which compares torsion's `proxy` example with direct echo and
+//!   measures the proxy's peak memory in front of a slow backend.
 //!
 //! The library part holds what the binaries share: the verification [`pattern`], the
 //! latency [`histogram`], CPU-time sampling ([`cpu`]) and the load generator itself

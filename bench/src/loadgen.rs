@@ -1,21 +1,23 @@
 //! The load generator: drives many echo connections from one thread with mio.
 //!
-//! Two workloads are provided:
+//! Three workloads are provided:
 //!
 //! * [`pingpong`]: each connection sends one message and waits for its complete echo
 //!   before sending the next, so throughput is bounded by round-trip latency; per-message
 //!   latency is recorded.
 //! * [`stream`]: each connection keeps up to `depth x size` bytes in flight, measuring
 //!   bulk echo throughput.
+//! * [`flood`]: each connection writes as fast as its socket accepts and never waits
+//!   for a reply (replies are discarded), to load a slow sink behind a proxy.
 //!
-//! Both verify every echoed byte against the deterministic [`Pattern`], both connect to
-//! loopback addresses only, and every loop in them is bounded in time: a measured run
-//! ends at its deadline, and any phase in which no progress is made for
+//! The first two verify every echoed byte against the deterministic [`Pattern`]. All
+//! connect to loopback addresses only, and every loop in them is bounded in time: a
+//! measured run ends at its deadline, and any phase in which no progress is made for
 //! [`STALL_TIMEOUT`] fails with an error instead of hanging.
 //!
-//! Both run a short warm-up before the clock starts (every connection completes one
-//! echo of `size` bytes), so connection setup and the server's accept work are not part
-//! of the measured interval.
+//! The echo workloads run a short warm-up before the clock starts (every connection
+//! completes one echo of `size` bytes), so connection setup and the server's accept work
+//! are not part of the measured interval.
 //!
 //! [`Pattern`]: crate::pattern::Pattern
 
@@ -28,6 +30,7 @@ use mio::net::TcpStream;
 
 use crate::histogram::Histogram;
 
+pub mod flood;
 pub mod pingpong;
 pub mod stream;
 
@@ -109,6 +112,8 @@ pub enum Mode {
     PingPong,
     /// Bulk streaming with a window of bytes in flight per connection.
     Stream,
+    /// Writing as fast as possible without waiting for replies.
+    Flood,
 }
 
 impl Mode {
@@ -117,6 +122,7 @@ impl Mode {
         match self {
             Mode::PingPong => "pingpong",
             Mode::Stream => "stream",
+            Mode::Flood => "flood",
         }
     }
 }
@@ -132,9 +138,11 @@ pub struct Report {
     pub size: usize,
     /// Measured wall-clock interval.
     pub elapsed: Duration,
-    /// Complete messages echoed in the interval (stream: bytes / size, rounded down).
+    /// Complete messages echoed in the interval (stream and flood: bytes / size, rounded
+    /// down).
     pub messages: u64,
-    /// Verified echoed bytes received in the interval.
+    /// Verified echoed bytes received in the interval (flood: bytes written, that is,
+    /// accepted by the kernel).
     pub bytes: u64,
     /// Round-trip latency of each message (pingpong only).
     pub latency: Option<Histogram>,
@@ -152,7 +160,7 @@ impl Report {
         self.messages as f64 / self.secs()
     }
 
-    /// Echoed megabytes (10^6 bytes) per second.
+    /// Echoed (flood: written) megabytes (10^6 bytes) per second.
     pub fn mb_per_sec(&self) -> f64 {
         self.bytes as f64 / 1e6 / self.secs()
     }
@@ -223,6 +231,11 @@ impl Report {
             ),
             Mode::Stream => format!(
                 "{head}: {:.1} MB/s echoed ({} bytes verified); loadgen CPU {cpu}",
+                self.mb_per_sec(),
+                self.bytes
+            ),
+            Mode::Flood => format!(
+                "{head}: {:.1} MB/s written ({} bytes, replies discarded); loadgen CPU {cpu}",
                 self.mb_per_sec(),
                 self.bytes
             ),

@@ -4,6 +4,7 @@
 //! loadgen pingpong --addr 127.0.0.1:7000 --conns 100 --size 64 --duration 5
 //! loadgen pingpong --addr 127.0.0.1:7000 --conns 100 --size 64 --messages 10000
 //! loadgen stream   --addr 127.0.0.1:7000 --conns 10 --size 65536 --duration 5
+//! loadgen flood    --addr 127.0.0.1:7000 --conns 100 --size 65536 --duration 5
 //! ```
 //!
 //! Prints one machine-readable `RESULT key=value ...` line and one human-readable line
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use torsion_bench::loadgen::{pingpong, stream, Report};
+use torsion_bench::loadgen::{flood, pingpong, stream, Report};
 
 /// Load generator for the torsion echo benchmark.
 #[derive(Debug, Parser)]
@@ -35,18 +36,22 @@ enum Command {
     Pingpong(PingPongArgs),
     /// Bulk: each connection keeps up to `depth x size` bytes in flight. Reports MB/s.
     Stream(StreamArgs),
+    /// Flood: each connection writes as fast as its socket accepts and never waits for
+    /// replies (anything that comes back is discarded). Reports MB/s written. For loading
+    /// a slow sink behind a proxy.
+    Flood(FloodArgs),
 }
 
-/// Options common to both workloads.
+/// Options common to all workloads.
 #[derive(Debug, Args)]
 struct Common {
-    /// Echo server address (loopback only).
+    /// Server address (loopback only).
     #[arg(long)]
     addr: SocketAddr,
     /// Number of concurrent connections.
     #[arg(long, default_value_t = 100)]
     conns: usize,
-    /// Message size (pingpong) or write unit (stream), in bytes.
+    /// Message size (pingpong) or write unit (stream, flood), in bytes.
     #[arg(long, default_value_t = 64)]
     size: usize,
 }
@@ -78,6 +83,16 @@ struct StreamArgs {
     /// Units of `size` bytes that may be in flight per connection.
     #[arg(long, default_value_t = 4)]
     depth: usize,
+}
+
+/// `flood` options.
+#[derive(Debug, Args)]
+struct FloodArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Length of the run in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
 }
 
 /// Validates a duration given in seconds on the command line.
@@ -116,6 +131,15 @@ fn run(cli: Cli) -> Result<Report, String> {
                 duration: seconds(args.duration, "duration")?,
             };
             stream::run(&config).map_err(|e| e.to_string())
+        }
+        Command::Flood(args) => {
+            let config = flood::Config {
+                addr: args.common.addr,
+                conns: args.common.conns,
+                size: args.common.size,
+                duration: seconds(args.duration, "duration")?,
+            };
+            flood::run(&config).map_err(|e| e.to_string())
         }
     }
 }

@@ -1,0 +1,485 @@
+#!/usr/bin/env bash
+# Proxy benchmark: torsion's `proxy` example against direct echo, in one run.
+#
+#   bash bench/proxy.sh
+#
+# Throughput scenarios (stream64k-c10, pp64-c100) run twice, back to back:
+#   direct: echo-server pinned to CPU 0, load generator pinned to CPU 1;
+#   proxy:  proxy pinned to CPU 0, forwarding to an echo-server (the backend) that
+#           shares CPU 1 with the load generator; the load generator targets the proxy.
+# Each server's CPU time (utime + stime from /proc/PID/stat) is sampled around the load
+# run, and the table gives the proxy run as ratios of the direct run.
+#
+# Memory scenario (slowsink-c100): the proxy (CPU 0) forwards to `slow-sink`, which reads
+# only 64 KiB per connection every 100 ms, while `loadgen flood` (CPU 1) writes to 100
+# connections as fast as they accept. The proxy's VmRSS is sampled every 0.1 s; the
+# report gives its idle RSS, its peak (VmHWM), and the bound its buffers should respect.
+#
+# See bench/README.md for what each figure means.
+#
+# Environment:
+#   BENCH_DURATION        seconds of measurement per run (default 5; decimals allowed)
+#   BENCH_SCENARIOS       from: stream64k-c10 pp64-c100 slowsink-c100 (default: all)
+#   BENCH_FLOOD_DURATION  seconds of flooding in slowsink-c100 (default: BENCH_DURATION, but
+#                         at least 5: the kernel's socket buffers take a second or two to
+#                         fill before the proxy's own buffers do)
+#   BENCH_BUILD           set to 0 to skip the cargo builds
+#   BENCH_SERVER_CPU / BENCH_LOADGEN_CPU   CPUs to pin to (default 0 and 1)
+#   CARGO_TARGET_DIR      where the release binaries are (default: <workspace>/target)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+ALL_SCENARIOS="stream64k-c10 pp64-c100 slowsink-c100"
+DURATION=${BENCH_DURATION:-5}
+SCENARIOS=${BENCH_SCENARIOS:-$ALL_SCENARIOS}
+FLOOD_DURATION=${BENCH_FLOOD_DURATION:-}
+BUILD=${BENCH_BUILD:-1}
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+LOADGEN_CPU=${BENCH_LOADGEN_CPU:-1}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+RELEASE=$TARGET_DIR/release
+LOADGEN=$RELEASE/loadgen
+ECHO=$RELEASE/echo-server
+PROXY=$RELEASE/proxy
+SINK=$RELEASE/slow-sink
+# Longest a server may take to print its `listening on` line, in tenths of a second.
+STARTUP_TENTHS=100
+
+# The memory scenario's shape, and the bound the proxy's buffers must respect. Per pair
+# and per direction a write buffer holds at most the high watermark plus one read (the
+# reactor checks the mark after each read, and a read is at most the loop's read buffer):
+# torsion_transports::DEFAULT_HIGH_WATERMARK and torsion_reactor::DEFAULT_READ_BUFFER.
+FLOOD_CONNS=100
+FLOOD_SIZE=65536
+SINK_READ_BYTES=65536
+SINK_INTERVAL_MS=100
+HIGH_WATERMARK_KIB=64
+READ_BUFFER_KIB=256
+
+die() { echo "proxy.sh: $*" >&2; exit 1; }
+note() { echo "proxy.sh: $*" >&2; }
+
+for name in $SCENARIOS; do
+    [[ " $ALL_SCENARIOS " == *" $name "* ]] ||
+        die "unknown scenario '$name' in BENCH_SCENARIOS (known: $ALL_SCENARIOS)"
+done
+if [[ -z $FLOOD_DURATION ]]; then
+    # (A malformed BENCH_DURATION is caught just below.)
+    FLOOD_DURATION=$(awk -v d="$DURATION" 'BEGIN { print (d < 5 ? 5 : d) }')
+fi
+for value in "$DURATION" "$FLOOD_DURATION"; do
+    [[ $value =~ ^[0-9]+([.][0-9]+)?$ ]] || die "durations must be numbers of seconds, got '$value'"
+    awk -v d="$value" 'BEGIN { exit !(d > 0 && d <= 600) }' || die "durations must be in (0, 600], got $value"
+done
+# Hard wall-clock bounds for one load generator run: measurement plus generous setup time.
+LOADGEN_TIMEOUT=$(awk -v d="$DURATION" 'BEGIN { printf "%d", d + 60 }')
+FLOOD_TIMEOUT=$(awk -v d="$FLOOD_DURATION" 'BEGIN { printf "%d", d + 60 }')
+
+# --- Environment -----------------------------------------------------------------
+
+# 100 proxied pairs need about 400 descriptors in all; raise the soft limit if it is low.
+want_fds=4096
+soft=$(ulimit -Sn)
+hard=$(ulimit -Hn)
+if [[ $soft != unlimited && $soft -lt $want_fds ]]; then
+    if [[ $hard == unlimited || $hard -ge $want_fds ]]; then
+        ulimit -Sn "$want_fds"
+    else
+        ulimit -Sn "$hard"
+    fi
+fi
+
+# Pin the proxy (or the direct echo server) and the client side to different cores.
+PIN_SERVER=()
+PIN_LOADGEN=()
+if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
+    PIN_SERVER=(taskset -c "$SERVER_CPU")
+    PIN_LOADGEN=(taskset -c "$LOADGEN_CPU")
+else
+    note "taskset missing or fewer than 2 CPUs: running unpinned (figures are less comparable)"
+fi
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# --- Build -----------------------------------------------------------------------
+
+if [[ $BUILD != 0 ]]; then
+    note "building torsion-bench (release)"
+    cargo build --release -p torsion-bench || die "cargo build -p torsion-bench failed"
+    note "building torsion echo-server and proxy (release)"
+    cargo build --release -p torsion-examples --bin echo-server --bin proxy ||
+        die "cargo build -p torsion-examples --bin echo-server --bin proxy failed"
+fi
+for bin in "$LOADGEN" "$ECHO" "$PROXY" "$SINK"; do
+    [[ -x $bin ]] || die "$bin not found (build with: cargo build --release -p torsion-bench;" \
+        "cargo build --release -p torsion-examples --bin echo-server --bin proxy)"
+done
+
+# --- Process control -------------------------------------------------------------
+
+# PIDs of the processes this script started and has not yet stopped; only these are
+# ever signalled.
+PIDS=()
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/torsion-proxy-bench.XXXXXX")
+
+# Stops process $1 (one this script started): SIGTERM, then SIGKILL after 2 s.
+stop_pid() {
+    local pid=$1 kept=() p
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 20); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do
+        [[ $p == "$pid" ]] || kept+=("$p")
+    done
+    PIDS=("${kept[@]}")
+}
+
+# Stops every process still running that this script started, newest first.
+stop_all() {
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        stop_pid "${PIDS[i]}"
+    done
+}
+
+cleanup() {
+    stop_all
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_server NAME WHERE PROGRAM ARGS...: starts `PROGRAM ARGS... --listen 127.0.0.1:0`
+# pinned to the server CPU (WHERE=server) or the load generator's (WHERE=loadgen), and
+# waits for its `listening on <addr>` line. Sets STARTED_PID and STARTED_ADDR.
+start_server() {
+    local name=$1 where=$2 out=$WORK/$1.out err=$WORK/$1.err line pin
+    shift 2
+    if [[ $where == server ]]; then pin=("${PIN_SERVER[@]}"); else pin=("${PIN_LOADGEN[@]}"); fi
+    : >"$out"
+    # taskset execs the program, so $! is the program's own PID.
+    "${pin[@]}" "$@" --listen 127.0.0.1:0 >"$out" 2>"$err" &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    for _ in $(seq "$STARTUP_TENTHS"); do
+        # `read` succeeds only once a complete first line is there.
+        if IFS= read -r line <"$out"; then
+            if [[ $line == "listening on "* ]]; then
+                STARTED_ADDR=${line#listening on }
+                return 0
+            fi
+            note "$name: unexpected first line '$line' (want 'listening on <addr>')"
+            stop_pid "$STARTED_PID"
+            return 1
+        fi
+        if ! kill -0 "$STARTED_PID" 2>/dev/null; then
+            note "$name exited during startup: $(tail -n 3 "$err")"
+            stop_pid "$STARTED_PID"
+            return 1
+        fi
+        sleep 0.1
+    done
+    note "$name did not print 'listening on <addr>' in time"
+    stop_pid "$STARTED_PID"
+    return 1
+}
+
+# Prints utime + stime of process $1 in clock ticks (fields 14 and 15 of
+# /proc/PID/stat; the text after the last ')' starts at field 3).
+cpu_ticks() {
+    local stat
+    stat=$(<"/proc/$1/stat")
+    stat=${stat##*) }
+    # shellcheck disable=SC2086  # split into fields on purpose
+    set -- $stat
+    echo $((${12} + ${13}))
+}
+
+# Prints field $2 (VmRSS, VmHWM, ...) of /proc/$1/status in KiB, with builtins only (it
+# runs ten times a second during the memory scenario).
+status_kib() {
+    local key value _rest
+    while read -r key value _rest; do
+        if [[ $key == "$2:" ]]; then
+            echo "$value"
+            return 0
+        fi
+    done <"/proc/$1/status"
+    return 1
+}
+
+# Prints the number of open file descriptors of process $1.
+fd_count() {
+    local fds=("/proc/$1/fd/"*)
+    echo "${#fds[@]}"
+}
+
+# Prints the value of key $2 in the `RESULT key=value ...` line $1.
+result_field() {
+    local field
+    for field in $1; do
+        if [[ $field == "$2="* ]]; then
+            echo "${field#*=}"
+            return
+        fi
+    done
+    echo na
+}
+
+# Prints CPU time per unit of work: microseconds per message (pingpong) or per
+# megabyte (stream), from $1 clock ticks and the RESULT line $2; then the CPU use in
+# percent of the wall time $3 (seconds).
+cpu_per_unit() {
+    awk -v ticks="$1" -v hz="$CLK_TCK" -v wall="$3" -v mode="$(result_field "$2" mode)" \
+        -v msgs="$(result_field "$2" messages)" -v bytes="$(result_field "$2" bytes)" '
+        BEGIN {
+            cpu_s = ticks / hz
+            units = mode == "pingpong" ? msgs : bytes / 1e6
+            printf "%s %.1f\n", (units > 0 ? sprintf("%.3f", cpu_s * 1e6 / units) : "na"), 100 * cpu_s / wall
+        }'
+}
+
+# --- Run -------------------------------------------------------------------------
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+RESULTS_DIR=$ROOT/bench/results
+mkdir -p "$RESULTS_DIR"
+TSV=$RESULTS_DIR/proxy-$STAMP.tsv
+RSS_TSV=$RESULTS_DIR/proxy-$STAMP-rss.tsv
+TABLE=$RESULTS_DIR/proxy-$STAMP.txt
+printf 'scenario\tpath\tmode\trate\tp50_us\tp99_us\tproxy_cpu_per_unit\tproxy_cpu_pct\techo_cpu_per_unit\techo_cpu_pct\tloadgen_cpu_pct\n' \
+    >"$TSV"
+MEMORY_SUMMARY=
+
+# Sets SCENARIO_ARGS to the load generator arguments of throughput scenario $1.
+scenario_args() {
+    case $1 in
+        pp64-c100) SCENARIO_ARGS=(pingpong --conns 100 --size 64 --duration "$DURATION") ;;
+        stream64k-c10) SCENARIO_ARGS=(stream --conns 10 --size 65536 --duration "$DURATION") ;;
+        *) die "not a throughput scenario: '$1'" ;;
+    esac
+}
+
+# Runs throughput scenario $1 along path $2 (direct or proxy) and appends a row to $TSV.
+run_throughput() {
+    local scenario=$1 path=$2 echo_pid proxy_pid= target lg_out result
+    local echo_before proxy_before=0 echo_after proxy_after=0 t_before t_after wall
+    local echo_unit echo_pct proxy_unit=na proxy_pct=na
+    scenario_args "$scenario"
+    if [[ $path == direct ]]; then
+        start_server echo-server server "$ECHO" || return 1
+        echo_pid=$STARTED_PID
+        target=$STARTED_ADDR
+    else
+        # The backend shares the load generator's core, so the proxy has CPU 0 to itself.
+        start_server echo-server loadgen "$ECHO" || return 1
+        echo_pid=$STARTED_PID
+        if ! start_server proxy server "$PROXY" --target "$STARTED_ADDR"; then
+            stop_pid "$echo_pid"
+            return 1
+        fi
+        proxy_pid=$STARTED_PID
+        target=$STARTED_ADDR
+        proxy_before=$(cpu_ticks "$proxy_pid")
+    fi
+    echo_before=$(cpu_ticks "$echo_pid")
+    t_before=$(date +%s.%N)
+    if ! lg_out=$(timeout "$LOADGEN_TIMEOUT" "${PIN_LOADGEN[@]}" "$LOADGEN" "${SCENARIO_ARGS[@]}" \
+        --addr "$target" 2>"$WORK/loadgen.err"); then
+        note "$scenario/$path: load generator failed: $(tail -n 3 "$WORK/loadgen.err")"
+        stop_all
+        return 1
+    fi
+    t_after=$(date +%s.%N)
+    if ! kill -0 "$echo_pid" 2>/dev/null || { [[ -n $proxy_pid ]] && ! kill -0 "$proxy_pid" 2>/dev/null; }; then
+        note "$scenario/$path: a server died during the run"
+        stop_all
+        return 1
+    fi
+    echo_after=$(cpu_ticks "$echo_pid")
+    [[ -z $proxy_pid ]] || proxy_after=$(cpu_ticks "$proxy_pid")
+    # The proxy first, so that the backend sees its clients leave.
+    [[ -z $proxy_pid ]] || stop_pid "$proxy_pid"
+    stop_pid "$echo_pid"
+
+    result=$(grep '^RESULT ' <<<"$lg_out" || true)
+    [[ -n $result ]] || { note "$scenario/$path: no RESULT line from the load generator"; return 1; }
+    echo "  $scenario/$path: $(grep -v '^RESULT ' <<<"$lg_out")" >&2
+    wall=$(awk -v a="$t_before" -v b="$t_after" 'BEGIN { print b - a }')
+    read -r echo_unit echo_pct < <(cpu_per_unit $((echo_after - echo_before)) "$result" "$wall")
+    if [[ -n $proxy_pid ]]; then
+        read -r proxy_unit proxy_pct < <(cpu_per_unit $((proxy_after - proxy_before)) "$result" "$wall")
+    fi
+    local mode rate
+    mode=$(result_field "$result" mode)
+    if [[ $mode == stream ]]; then rate=$(result_field "$result" mb_per_s); else rate=$(result_field "$result" msgs_per_s); fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$path" "$mode" "$rate" \
+        "$(result_field "$result" p50_us)" "$(result_field "$result" p99_us)" "$proxy_unit" "$proxy_pct" \
+        "$echo_unit" "$echo_pct" "$(result_field "$result" client_cpu_pct)" >>"$TSV"
+}
+
+# The memory scenario: a flood through the proxy into a slow sink. Sets MEMORY_SUMMARY.
+run_memory() {
+    local sink_pid proxy_pid lg_pid idle_rss idle_fds rss fds hwm peak=0 peak_fds=0
+    local samples=0 max_samples t0 t1 now status=0 result cpu_before cpu_after tail_rss
+    start_server slow-sink loadgen "$SINK" --read-bytes "$SINK_READ_BYTES" \
+        --interval-ms "$SINK_INTERVAL_MS" || return 1
+    sink_pid=$STARTED_PID
+    if ! start_server proxy server "$PROXY" --target "$STARTED_ADDR"; then
+        stop_pid "$sink_pid"
+        return 1
+    fi
+    proxy_pid=$STARTED_PID
+    sleep 0.2
+    idle_rss=$(status_kib "$proxy_pid" VmRSS)
+    idle_fds=$(fd_count "$proxy_pid")
+    cpu_before=$(cpu_ticks "$proxy_pid")
+    printf 't_s\trss_kib\tfds\n' >"$RSS_TSV"
+    t0=$(date +%s.%N)
+    timeout "$FLOOD_TIMEOUT" "${PIN_LOADGEN[@]}" "$LOADGEN" flood --conns "$FLOOD_CONNS" --size "$FLOOD_SIZE" \
+        --duration "$FLOOD_DURATION" --addr "$STARTED_ADDR" >"$WORK/flood.out" 2>"$WORK/flood.err" &
+    lg_pid=$!
+    PIDS+=("$lg_pid")
+    # Sample until the flood ends; `timeout` bounds it, and so does the sample count.
+    max_samples=$((FLOOD_TIMEOUT * 10 + 20))
+    while kill -0 "$lg_pid" 2>/dev/null && ((samples < max_samples)); do
+        rss=$(status_kib "$proxy_pid" VmRSS) || break
+        fds=$(fd_count "$proxy_pid")
+        now=$(date +%s.%N)
+        printf '%s\t%s\t%s\n' "$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.2f", b - a }')" "$rss" "$fds" \
+            >>"$RSS_TSV"
+        if ((rss > peak)); then peak=$rss; fi
+        if ((fds > peak_fds)); then peak_fds=$fds; fi
+        samples=$((samples + 1))
+        sleep 0.1
+    done
+    wait "$lg_pid" || status=$?
+    stop_pid "$lg_pid"
+    if ((status != 0)); then
+        note "slowsink-c100: load generator failed (status $status): $(tail -n 3 "$WORK/flood.err")"
+        stop_all
+        return 1
+    fi
+    if ! kill -0 "$proxy_pid" 2>/dev/null; then
+        note "slowsink-c100: the proxy died during the run"
+        stop_all
+        return 1
+    fi
+    cpu_after=$(cpu_ticks "$proxy_pid")
+    t1=$(date +%s.%N)
+    hwm=$(status_kib "$proxy_pid" VmHWM)
+    # VmHWM is maintained lazily by the kernel; a sample can be slightly above it.
+    if ((hwm > peak)); then peak=$hwm; fi
+    stop_pid "$sink_pid"
+    stop_pid "$proxy_pid"
+
+    result=$(grep '^RESULT ' "$WORK/flood.out" || true)
+    [[ -n $result ]] || { note "slowsink-c100: no RESULT line from the load generator"; return 1; }
+    echo "  slowsink-c100/proxy: $(grep -v '^RESULT ' "$WORK/flood.out")" >&2
+    # Mean and range of the samples of the flood's last second: the plateau, if reached.
+    tail_rss=$(awk -F'\t' 'NR > 1 { t[NR] = $1; r[NR] = $2; last = NR }
+        END {
+            for (i = 2; i <= last; i++) if (t[i] >= t[last] - 1) { s += r[i]; k++; lo = (k == 1 || r[i] < lo) ? r[i] : lo; hi = r[i] > hi ? r[i] : hi }
+            if (k > 0) printf "%.1f %.1f %.1f", s / k / 1024, lo / 1024, hi / 1024; else print "na na na"
+        }' "$RSS_TSV")
+    MEMORY_SUMMARY=$(awk -v idle="$idle_rss" -v peak="$peak" -v tail="$tail_rss" -v samples="$samples" \
+        -v idle_fds="$idle_fds" -v peak_fds="$peak_fds" -v conns="$FLOOD_CONNS" -v dur="$FLOOD_DURATION" \
+        -v high="$HIGH_WATERMARK_KIB" -v rbuf="$READ_BUFFER_KIB" -v sink_bytes="$SINK_READ_BYTES" \
+        -v sink_ms="$SINK_INTERVAL_MS" -v mbps="$(result_field "$result" mb_per_s)" \
+        -v ticks=$((cpu_after - cpu_before)) -v hz="$CLK_TCK" -v t0="$t0" -v t1="$t1" '
+        BEGIN {
+            bound = conns * (high + rbuf)
+            printf "slowsink-c100: %d client connections flooding (64 KiB writes, %.1f MB/s accepted by the kernel)" \
+                " for %s s through the proxy into a backend reading %d KiB per connection every %d ms\n", \
+                conns, mbps, dur, sink_bytes / 1024, sink_ms
+            printf "  proxy peak RSS       %7.1f MiB   (max of VmHWM and %d samples of VmRSS every 0.1 s)\n", \
+                peak / 1024, samples
+            printf "  proxy idle RSS       %7.1f MiB   (after startup, no connections)\n", idle / 1024
+            printf "  growth under load    %7.1f MiB   (%.0f KiB per pair; %.2fx the bound below)\n", \
+                (peak - idle) / 1024, (peak - idle) / conns, (peak - idle) / bound
+            printf "  bound, loaded way    %7.1f MiB   (%d pairs x (%d KiB high mark + %d KiB read), client->backend)\n", \
+                bound / 1024, conns, high, rbuf
+            printf "  bound, both ways     %7.1f MiB\n", 2 * bound / 1024
+            split(tail, tl, " ")
+            printf "  RSS in the last 1 s  %7s MiB   (mean of the samples; range %s to %s MiB)\n", tl[1], tl[2], tl[3]
+            printf "  proxy open fds       %7d       (idle %d: %d pairs open at the peak)\n", \
+                peak_fds, idle_fds, (peak_fds - idle_fds) / 2
+            printf "  proxy CPU            %7.1f %%     of one core over the flood\n", \
+                100 * ticks / hz / (t1 - t0)
+        }')
+}
+
+note "duration ${DURATION}s per run (flood ${FLOOD_DURATION}s); scenarios: $SCENARIOS"
+for scenario in $SCENARIOS; do
+    case $scenario in
+        slowsink-c100) run_memory || note "slowsink-c100: skipped" ;;
+        *)
+            run_throughput "$scenario" direct || note "$scenario/direct: skipped"
+            run_throughput "$scenario" proxy || note "$scenario/proxy: skipped"
+            ;;
+    esac
+done
+
+# --- Report ----------------------------------------------------------------------
+
+# Ratios compare the proxy path with the direct path of the same scenario in this run:
+# rate/direct above 1 = faster; CPU ratios are against the echo server's CPU per unit
+# on the direct path (above 1 = more CPU per MB or per message).
+{
+    echo "torsion proxy benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr), $(nproc) CPUs," \
+        "${DURATION}s per run; proxy (or direct echo) on CPU $SERVER_CPU, loadgen (and backend) on CPU $LOADGEN_CPU"
+    awk -F'\t' '
+        NR == 1 { next }
+        {
+            n++; scn[n] = $1; path[n] = $2; mode[n] = $3; rate[n] = $4; p50[n] = $5; p99[n] = $6
+            pcpu[n] = $7; ppct[n] = $8; ecpu[n] = $9; epct[n] = $10; lg[n] = $11
+            if ($2 == "direct") { d_rate[$1] = $4; d_cpu[$1] = $9; d_p50[$1] = $5 }
+        }
+        function ok(v) { return v != "" && v != "na" }
+        function ratio(a, b) { return (ok(a) && ok(b) && b + 0 > 0) ? sprintf("%.2fx", a / b) : "-" }
+        function num(v, fmt) { return ok(v) ? sprintf(fmt, v) : "-" }
+        function per(v, m) { return ok(v) ? sprintf("%.2f us/%s", v, m == "stream" ? "MB" : "msg") : "-" }
+        END {
+            fmt = "%-14s %-6s %14s %8s %8s %15s %6s %15s %6s %6s %7s %8s %8s\n"
+            printf fmt, "scenario", "path", "throughput", "p50 us", "p99 us", "proxy CPU", "proxy", \
+                "echo CPU", "echo", "lg", "rate/", "proxy", "total"
+            printf fmt, "", "", "", "", "", "per unit", "CPU %", "per unit", "CPU %", "CPU %", "direct", \
+                "cpu/dir", "cpu/dir"
+            for (i = 1; i <= n; i++) {
+                unit = mode[i] == "stream" ? " MB/s" : " msg/s"
+                total = (ok(pcpu[i]) && ok(ecpu[i])) ? pcpu[i] + ecpu[i] : ecpu[i]
+                printf fmt, scn[i], path[i], sprintf(mode[i] == "stream" ? "%.1f" : "%.0f", rate[i]) unit, \
+                    num(p50[i], "%.1f"), num(p99[i], "%.1f"), per(pcpu[i], mode[i]), num(ppct[i], "%.0f"), \
+                    per(ecpu[i], mode[i]), num(epct[i], "%.0f"), num(lg[i], "%.0f"), \
+                    ratio(rate[i], d_rate[scn[i]]), ratio(pcpu[i], d_cpu[scn[i]]), ratio(total, d_cpu[scn[i]])
+                if (path[i] == "proxy" && ok(d_rate[scn[i]])) {
+                    s = mode[i] == "stream" ? \
+                        sprintf("%s: %.1f MB/s through the proxy vs %.1f MB/s direct = %s;", scn[i], rate[i], \
+                            d_rate[scn[i]], ratio(rate[i], d_rate[scn[i]])) : \
+                        sprintf("%s: %.0f msg/s through the proxy vs %.0f direct = %s, p50 %.0f vs %.0f us;", \
+                            scn[i], rate[i], d_rate[scn[i]], ratio(rate[i], d_rate[scn[i]]), p50[i], d_p50[scn[i]])
+                    s = s sprintf(" proxy CPU %s = %s the echo server'"'"'s direct (it moves each byte twice," \
+                        " there and back: %s per byte moved); proxy + backend %s of direct", \
+                        per(pcpu[i], mode[i]), ratio(pcpu[i], d_cpu[scn[i]]), ratio(pcpu[i] / 2, d_cpu[scn[i]]), \
+                        ratio(total, d_cpu[scn[i]]))
+                    summary[++m] = s
+                }
+            }
+            if (n == 0) print "(no throughput results)"
+            if (m > 0) print "\nsummary:"
+            for (i = 1; i <= m; i++) print "  " summary[i]
+        }' "$TSV"
+    if [[ -n $MEMORY_SUMMARY ]]; then
+        echo
+        echo "$MEMORY_SUMMARY"
+    fi
+} | tee "$TABLE"
+note "results: $TABLE (table), $TSV (raw) and $RSS_TSV (proxy RSS samples)"
