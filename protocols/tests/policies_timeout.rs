@@ -311,3 +311,34 @@ fn timer_is_gone_once_the_connection_closes() {
     assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
     assert_eq!(h.reactor().timer_count(), 0, "the idle timer outlived its connection");
 }
+
+/// Sets another connection's timeout through that connection's handle.
+struct Remote {
+    other: Rc<RefCell<Option<TimeoutHandle>>>,
+}
+
+impl Protocol for Remote {
+    fn data_received(&mut self, cx: &mut Ctx<'_>, _data: &[u8]) {
+        if let Some(handle) = self.other.borrow().as_ref() {
+            handle.set_timeout(cx, Some(Duration::from_secs(2)));
+        }
+    }
+}
+
+#[test]
+fn a_change_made_from_another_connection_applies_at_the_next_callback() {
+    let mut h = Harness::new();
+    let (b, handle) = commands(&mut h, Duration::from_secs(1000));
+    let a = accept(&mut h, Remote { other: handle.clone() });
+    h.feed(a, b"set b to 2 s");
+    assert_eq!(handle.borrow().as_ref().unwrap().timeout(), Some(Duration::from_secs(2)));
+    // Recorded, but B's timer is still the old one until B's next callback.
+    h.advance(Duration::from_secs(10));
+    assert!(h.is_open(b));
+    h.feed(b, b"hello");
+    h.advance(Duration::from_secs(2) - NS);
+    assert!(h.is_open(b));
+    h.advance(NS);
+    assert_eq!(h.disconnect_reason(b).as_deref(), Some("TimedOut"));
+    assert!(h.is_open(a));
+}

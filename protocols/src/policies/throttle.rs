@@ -146,6 +146,11 @@ impl Shared {
 /// registered [`Producer`](torsion_reactor::Producer) object) are not metered; a registered
 /// producer object is not paused by the write limit (its connection's protocol is).
 ///
+/// Bytes already held back are still handed on if the wrapped protocol calls
+/// `lose_connection` and the close then waits on a slow flush: the transport API does not say
+/// whether a close is under way. (With an empty buffer the connection ends at once and
+/// nothing more is delivered.)
+///
 /// ```
 /// use std::cell::Cell;
 /// use std::rc::Rc;

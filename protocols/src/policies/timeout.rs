@@ -428,12 +428,21 @@ impl<P: ?Sized + Protocol> Protocol for TimeoutProtocol<P> {
 /// reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), factory)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
 pub struct TimeoutFactory<F> {
     inner: F,
     timeout: Option<Duration>,
     reset_on_write: bool,
     abort_after: Option<Duration>,
+}
+
+impl<F> fmt::Debug for TimeoutFactory<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutFactory")
+            .field("timeout", &self.timeout)
+            .field("reset_on_write", &self.reset_on_write)
+            .field("abort_after", &self.abort_after)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<F: Factory> TimeoutFactory<F> {
