@@ -1,0 +1,120 @@
+//! Reliability catalogue, group A, tests 1 and 2: outbound connects that fail.
+//!
+//! - 1 `connect_refused`: `client_connection_failed(Refused)` within 1 s, no `connection_made`,
+//!   descriptors back to their baseline.
+//! - 2 `connect_timeout`: a `listen(1)` socket that never accepts, its queue filled; a 300 ms
+//!   connect timeout fails within [300, 800] ms and the pending socket is closed.
+//!
+//! `connect.rs` checks the reasons; these add the timing and the descriptor accounting. Every
+//! test takes [`serial`], since the descriptor count is process-wide.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use torsion_reactor::{ClientFactory, Ctx, Error, Protocol, Reactor};
+use torsion_tests::{fd_count, localhost, refused_addr, run_until, serial};
+
+/// What a connect attempt came to: the failures (with when they came) and `connection_made`s.
+#[derive(Default)]
+struct Seen {
+    failures: Vec<(Error, Instant)>,
+    made: u32,
+}
+
+struct Attempt(Rc<RefCell<Seen>>);
+
+struct Quiet(Rc<RefCell<Seen>>);
+
+impl Protocol for Quiet {
+    fn connection_made(&mut self, _cx: &mut Ctx<'_>) {
+        self.0.borrow_mut().made += 1;
+    }
+    fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
+}
+
+impl ClientFactory for Attempt {
+    fn build_protocol(&mut self, _peer: SocketAddr) -> Box<dyn Protocol> {
+        Box::new(Quiet(self.0.clone()))
+    }
+    fn client_connection_failed(&mut self, _cx: &mut Ctx<'_>, reason: Error) {
+        self.0.borrow_mut().failures.push((reason, Instant::now()));
+    }
+}
+
+#[test]
+fn connect_refused_fails_within_1s_without_connection_made_and_frees_the_socket() {
+    let _serial = serial();
+    let (_held, addr) = refused_addr();
+    let mut reactor = Reactor::new().unwrap();
+    let baseline = fd_count();
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    let started = Instant::now();
+    reactor.connect_tcp(addr, Attempt(seen.clone())).unwrap();
+    assert_eq!(fd_count(), baseline + 1, "the connecting socket is the only new descriptor");
+    run_until(&mut reactor, "the refusal", |_| !seen.borrow().failures.is_empty());
+    // Let anything queued behind the failure run: nothing more may come.
+    reactor.run_until(Duration::from_millis(20), |_| false).unwrap();
+
+    let seen = seen.borrow();
+    assert_eq!(seen.failures.len(), 1, "client_connection_failed exactly once");
+    let (reason, at) = &seen.failures[0];
+    let took = at.duration_since(started);
+    match reason {
+        Error::ConnectFailed { addr: a, source } => {
+            assert_eq!(*a, addr);
+            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused, "{source}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(1), "the refusal took {took:?}");
+    assert_eq!(seen.made, 0, "connection_made never runs for a refused connect");
+    assert_eq!(fd_count(), baseline, "the refused socket was closed");
+    assert_eq!((reactor.source_count(), reactor.timer_count()), (0, 0), "no source or timer left");
+    eprintln!("connect_refused: failed after {took:?}; fds back to {baseline}");
+}
+
+#[test]
+fn connect_timeout_against_a_full_accept_queue_fails_in_300_to_800_ms_and_closes_the_socket() {
+    let _serial = serial();
+    // listen(1) and never accept: once the queue is full the kernel drops further SYNs.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&localhost().into()).unwrap();
+    socket.listen(1).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        // Some of these complete (queued), the rest time out: either way the queue is full.
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            fillers.push(s);
+        }
+    }
+    assert!(!fillers.is_empty(), "the accept queue took no connection at all");
+
+    let mut reactor = Reactor::new().unwrap();
+    let baseline = fd_count();
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    let timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    reactor.connect_tcp_with_timeout(addr, Attempt(seen.clone()), timeout).unwrap();
+    run_until(&mut reactor, "the connect timeout", |_| !seen.borrow().failures.is_empty());
+    reactor.run_until(Duration::from_millis(20), |_| false).unwrap();
+
+    let seen = seen.borrow();
+    assert_eq!(seen.failures.len(), 1, "client_connection_failed exactly once");
+    let (reason, at) = &seen.failures[0];
+    let took = at.duration_since(started);
+    match reason {
+        Error::ConnectTimeout { addr: a, timeout: t } => assert_eq!((*a, *t), (addr, timeout)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(
+        (Duration::from_millis(300)..=Duration::from_millis(800)).contains(&took),
+        "the timeout fired after {took:?}, outside [300, 800] ms"
+    );
+    assert_eq!(seen.made, 0);
+    assert_eq!(fd_count(), baseline, "the pending socket was closed");
+    assert_eq!((reactor.source_count(), reactor.timer_count()), (0, 0), "no source or timer left");
+    eprintln!("connect_timeout: failed after {took:?} (timeout 300 ms); fds back to {baseline}");
+}
