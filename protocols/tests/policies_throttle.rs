@@ -350,3 +350,40 @@ fn throttled_connection_closes_cleanly_and_leaves_no_timer() {
     assert_eq!(h.reactor().timer_count(), 0, "the refill timer outlived its connection");
     assert_eq!(probe.log.borrow().last(), Some(&Seen::Lost("Clean".into())));
 }
+
+/// Resumes another connection's reading whenever it gets data, as a proxy's other side
+/// might: the throttle's pause is undone behind its back.
+struct Meddler {
+    target: Rc<Cell<Option<ConnId>>>,
+}
+
+impl Protocol for Meddler {
+    fn data_received(&mut self, cx: &mut Ctx<'_>, _data: &[u8]) {
+        if let Some(mut t) = self.target.get().and_then(|id| cx.transport_for(id)) {
+            t.resume_reading();
+        }
+    }
+}
+
+#[test]
+fn held_back_input_stays_bounded_when_reading_is_resumed_behind_the_throttles_back() {
+    let probe = Probe::default();
+    let mut factory = sink_factory(&probe, false);
+    factory.set_read_limit(Some(1000));
+    let mut h = Harness::new();
+    let id = h.accept(&mut factory).unwrap();
+    let target = Rc::new(Cell::new(Some(id)));
+    let meddler = {
+        let target = target.clone();
+        let mut p = Some(Box::new(Meddler { target }) as Box<dyn Protocol>);
+        h.accept(&mut move |_| p.take()).unwrap()
+    };
+    h.feed(id, &vec![b'm'; 8 << 20]);
+    for _ in 0..40 {
+        h.feed(meddler, b"resume it");
+        let held = bytes_read(&h, id) - probe.bytes.get();
+        assert!(held <= (1 << 20) + 256 * 1024, "{held} bytes held back");
+    }
+    assert!(bytes_read(&h, id) > 4 << 20, "the meddler did not resume reading");
+    assert!(h.is_open(id));
+}

@@ -21,6 +21,10 @@ pub const DEFAULT_BURST: Duration = Duration::from_millis(100);
 /// Smallest and largest refill interval accepted by [`ThrottlingFactory::set_interval`].
 const INTERVAL_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(1));
 
+/// Most input a connection holds back; past it (only when something else resumed its reading)
+/// the oldest bytes are handed on at once, as debt on the read bucket.
+const MAX_HELD: usize = 1 << 20;
+
 /// Token amounts are kept in nano-bytes, so refills are exact integer arithmetic.
 const NANOS: i128 = 1_000_000_000;
 /// Longest elapsed time counted in one refill (about 31 years), so products stay in range.
@@ -120,7 +124,8 @@ impl Shared {
 /// # Reading
 /// Each `data_received` takes tokens from the read bucket. What the balance does not cover
 /// is held back in the wrapper (at most one read's worth per connection: reading is paused
-/// at once, so TCP pushes back on the peer) and handed on as tokens come in, every
+/// at once, so TCP pushes back on the peer; never more than 1 MiB even if something else
+/// keeps resuming its reading) and handed on as tokens come in, every
 /// [refill interval](Self::set_interval). Over any span of `T` seconds the wrapped protocols
 /// together receive at most `burst + read_limit × T` bytes. A peer's FIN is passed on only
 /// after the held-back bytes.
@@ -429,23 +434,33 @@ impl Throttled {
         }
     }
 
+    /// Hands the first `n` held-back bytes to the wrapped protocol.
+    fn deliver_pending(&mut self, cx: &mut Ctx<'_>, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let start = self.pending_start;
+        self.forward(cx, |p, cx| p.data_received(cx, &pending[start..start + n]));
+        self.pending = pending;
+        self.pending_start += n;
+        if self.pending_start == self.pending.len() {
+            self.pending.clear();
+            self.pending_start = 0;
+        } else if self.pending_start >= self.pending.len() / 2 {
+            // Drop the delivered front so the buffer cannot creep.
+            self.pending.drain(..self.pending_start);
+            self.pending_start = 0;
+        }
+    }
+
     fn tick_read(&mut self, cx: &mut Ctx<'_>) {
         let (allowed, left) = {
             let mut shared = self.shared.borrow_mut();
             let n = shared.read_share(cx.now(), self.pending_len());
             (n, shared.read.as_ref().map_or(usize::MAX, Bucket::available))
         };
-        if allowed > 0 {
-            let pending = std::mem::take(&mut self.pending);
-            let start = self.pending_start;
-            self.forward(cx, |p, cx| p.data_received(cx, &pending[start..start + allowed]));
-            self.pending = pending;
-            self.pending_start += allowed;
-            if self.pending_start == self.pending.len() {
-                self.pending.clear();
-                self.pending_start = 0;
-            }
-        }
+        self.deliver_pending(cx, allowed);
         if self.pending_len() > 0 || left == 0 {
             return;
         }
@@ -475,8 +490,18 @@ impl Protocol for Throttled {
 
     fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
         if self.pending_len() > 0 {
-            // Only if something resumed reading behind our back: keep the order.
+            // Only if something resumed reading behind our back (a proxy's other side,
+            // through `transport_for`): keep the order, and keep memory bounded by handing
+            // on the oldest bytes on credit; the debt delays everything after them.
             self.pending.extend_from_slice(data);
+            let excess = self.pending_len().saturating_sub(MAX_HELD);
+            if excess > 0 {
+                if let Some(bucket) = self.shared.borrow_mut().read.as_mut() {
+                    bucket.refill(cx.now());
+                    bucket.take(excess);
+                }
+                self.deliver_pending(cx, excess);
+            }
             self.hold_reading(cx);
             return;
         }
