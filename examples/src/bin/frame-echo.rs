@@ -1,0 +1,169 @@
+//! `frame-echo`: an echo server that works in messages, not bytes.
+//!
+//! The idea it teaches is **framing by composition**. TCP delivers a byte stream split
+//! anywhere; a framer ([`LineReceiver`], [`IntNStringReceiver`], [`NetstringReceiver`]) is a
+//! [`Protocol`] that reassembles whole frames and hands each one to a small handler. The
+//! handlers here are three lines long and know nothing of buffering, partial reads or limits:
+//! the framer owns all of that, with limits on by default, so a too-long frame (over
+//! `--max-length`, by default Twisted's 16384 for lines and 99999 otherwise) or a malformed
+//! netstring closes the connection, and the frames before it are still echoed.
+//!
+//! | `--framing` | wire format |
+//! |---|---|
+//! | `line` | bytes, then `\r\n` (the delimiter is not part of the line or of its length) |
+//! | `int8`, `int16`, `int32` | a big-endian unsigned length of 1, 2 or 4 bytes, then that many bytes |
+//! | `netstring` | `<decimal length>:<bytes>,` |
+//!
+//! Otherwise the conventions are echo-server's: the first line of stdout is
+//! `listening on <addr>` (the real port when `--listen` asked for port 0), logs go to stderr
+//! (`RUST_LOG=debug` shows each connection and why it closed), SIGINT/SIGTERM stop it
+//! gracefully with exit code 0, and a startup failure is one line on stderr with exit code 2.
+//!
+//! ```text
+//! cargo run -p torsion-examples --bin frame-echo -- --listen 127.0.0.1:0 --framing netstring
+//! printf '5:hello,' | nc 127.0.0.1 PORT      # prints 5:hello,
+//! ```
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use torsion_examples::{
+    announce_listening, init_logging, io_error_text, listen_error, resolve_addr, EXIT_FAILURE, EXIT_USAGE,
+};
+use torsion_protocols::framing::{
+    IntNStringReceiver, LengthPrefix, LineCtx, LineHandler, LineReceiver, NetstringReceiver, StringCtx,
+    StringHandler,
+};
+use torsion_reactor::{DisconnectReason, Protocol, Reactor};
+use tracing::{debug, info};
+
+/// Echoes each received frame back in the same framing; too-long or malformed frames close the
+/// connection. Stops gracefully on SIGINT or SIGTERM.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on, HOST:PORT (port 0 picks a free port; the first line of stdout
+    /// tells which).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    listen: String,
+
+    /// How frames are delimited on the wire.
+    #[arg(long, value_enum)]
+    framing: Framing,
+
+    /// Longest accepted frame in bytes (a line's length does not count its delimiter).
+    /// Default: 16384 for lines, 99999 otherwise.
+    #[arg(long, value_name = "N")]
+    max_length: Option<usize>,
+}
+
+/// The wire formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Framing {
+    /// Lines ending in `\r\n`.
+    Line,
+    /// A 1-byte length, then the data.
+    Int8,
+    /// A 2-byte big-endian length, then the data.
+    Int16,
+    /// A 4-byte big-endian length, then the data.
+    Int32,
+    /// Netstrings: `<length>:<data>,`.
+    Netstring,
+}
+
+/// Echoes each line (the line handler).
+struct LineEcho;
+
+impl LineHandler for LineEcho {
+    fn line_received(&mut self, lx: &mut LineCtx<'_, '_>, line: &[u8]) {
+        lx.send_line(line);
+    }
+
+    fn connection_lost(&mut self, _lx: &mut LineCtx<'_, '_>, reason: DisconnectReason) {
+        debug!(%reason, "connection closed");
+    }
+}
+
+/// Echoes each string (the handler for length prefixes and netstrings).
+struct StringEcho;
+
+impl StringHandler for StringEcho {
+    fn string_received(&mut self, sx: &mut StringCtx<'_, '_>, data: &[u8]) {
+        // A frame that was accepted always fits the same framing and limit on the way back.
+        if let Err(error) = sx.send_string(data) {
+            sx.lose_connection_with(DisconnectReason::ProtocolError(error.to_string()));
+        }
+    }
+
+    fn connection_lost(&mut self, _sx: &mut StringCtx<'_, '_>, reason: DisconnectReason) {
+        debug!(%reason, "connection closed");
+    }
+}
+
+/// The protocol for one connection: a framer composed with an echo handler.
+fn build(framing: Framing, max_length: Option<usize>) -> Box<dyn Protocol> {
+    let prefixed = |prefix| {
+        let receiver = IntNStringReceiver::new_prefixed(prefix, StringEcho);
+        Box::new(match max_length {
+            Some(max) => receiver.with_max_length(max),
+            None => receiver,
+        }) as Box<dyn Protocol>
+    };
+    match framing {
+        Framing::Line => {
+            let receiver = LineReceiver::new(LineEcho);
+            Box::new(match max_length {
+                Some(max) => receiver.with_max_length(max),
+                None => receiver,
+            })
+        }
+        Framing::Int8 => prefixed(LengthPrefix::Int8),
+        Framing::Int16 => prefixed(LengthPrefix::Int16),
+        Framing::Int32 => prefixed(LengthPrefix::Int32),
+        Framing::Netstring => {
+            let receiver = NetstringReceiver::netstring(StringEcho);
+            Box::new(match max_length {
+                Some(max) => receiver.with_max_length(max),
+                None => receiver,
+            })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    match serve(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// Runs the server until a signal stops it. Errors carry the exit code and a one-line message.
+fn serve(args: &Args) -> Result<(), (i32, String)> {
+    let addr = resolve_addr(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let startup =
+        |e: std::io::Error| (EXIT_USAGE, format!("cannot start the reactor: {}", io_error_text(&e)));
+
+    let mut reactor = Reactor::new().map_err(startup)?;
+    let (framing, max_length) = (args.framing, args.max_length);
+    let factory = move |peer: SocketAddr| {
+        debug!(%peer, "accepted a connection");
+        Some(build(framing, max_length))
+    };
+    let port = reactor.listen_tcp(addr, factory).map_err(|e| (EXIT_USAGE, listen_error(addr, &e)))?;
+    reactor.install_signal_handlers().map_err(startup)?;
+
+    let local = port.local_addr();
+    announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
+    info!(%local, ?framing, ?max_length, "frame echo listening; Ctrl-C (SIGINT) or SIGTERM stops it");
+
+    reactor.run().map_err(|e| (EXIT_FAILURE, format!("the reactor failed: {}", io_error_text(&e))))?;
+    info!("stopped");
+    Ok(())
+}
