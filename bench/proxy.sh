@@ -12,8 +12,9 @@
 #
 # Memory scenario (slowsink-c100): the proxy (CPU 0) forwards to `slow-sink`, which reads
 # only 64 KiB per connection every 100 ms, while `loadgen flood` (CPU 1) writes to 100
-# connections as fast as they accept. The proxy's VmRSS is sampled every 0.1 s; the
-# report gives its idle RSS, its peak (VmHWM), and the bound its buffers should respect.
+# connections as fast as they accept (after holding them open, idle, for 1 s). The
+# proxy's VmRSS is sampled every 0.1 s; the report gives its RSS without connections and
+# with 100 idle pairs, its peak (VmHWM), and the bound its buffers should respect.
 #
 # See bench/README.md for what each figure means.
 #
@@ -53,6 +54,8 @@ STARTUP_TENTHS=100
 # torsion_transports::DEFAULT_HIGH_WATERMARK and torsion_reactor::DEFAULT_READ_BUFFER.
 FLOOD_CONNS=100
 FLOOD_SIZE=65536
+# Seconds the flood's connections stay open and idle before the flood starts.
+FLOOD_IDLE=1
 SINK_READ_BYTES=65536
 SINK_INTERVAL_MS=100
 HIGH_WATERMARK_KIB=64
@@ -75,7 +78,7 @@ for value in "$DURATION" "$FLOOD_DURATION"; do
 done
 # Hard wall-clock bounds for one load generator run: measurement plus generous setup time.
 LOADGEN_TIMEOUT=$(awk -v d="$DURATION" 'BEGIN { printf "%d", d + 60 }')
-FLOOD_TIMEOUT=$(awk -v d="$FLOOD_DURATION" 'BEGIN { printf "%d", d + 60 }')
+FLOOD_TIMEOUT=$(awk -v d="$FLOOD_DURATION" -v i="$FLOOD_IDLE" 'BEGIN { printf "%d", d + i + 60 }')
 
 # --- Environment -----------------------------------------------------------------
 
@@ -328,8 +331,8 @@ run_throughput() {
 
 # The memory scenario: a flood through the proxy into a slow sink. Sets MEMORY_SUMMARY.
 run_memory() {
-    local sink_pid proxy_pid lg_pid idle_rss idle_fds rss fds hwm peak=0 peak_fds=0
-    local samples=0 max_samples t0 t1 now status=0 result cpu_before cpu_after tail_rss
+    local sink_pid proxy_pid lg_pid empty_rss empty_fds rss fds ticks hwm peak=0
+    local samples=0 max_samples t0 t1 now status=0 result cpu_after stats
     start_server slow-sink loadgen "$SINK" --read-bytes "$SINK_READ_BYTES" \
         --interval-ms "$SINK_INTERVAL_MS" || return 1
     sink_pid=$STARTED_PID
@@ -339,13 +342,15 @@ run_memory() {
     fi
     proxy_pid=$STARTED_PID
     sleep 0.2
-    idle_rss=$(status_kib "$proxy_pid" VmRSS)
-    idle_fds=$(fd_count "$proxy_pid")
-    cpu_before=$(cpu_ticks "$proxy_pid")
-    printf 't_s\trss_kib\tfds\n' >"$RSS_TSV"
+    empty_rss=$(status_kib "$proxy_pid" VmRSS)
+    empty_fds=$(fd_count "$proxy_pid")
+    printf 't_s\trss_kib\tfds\tcpu_ticks\n' >"$RSS_TSV"
     t0=$(date +%s.%N)
+    # The load generator opens all connections, holds them idle for FLOOD_IDLE seconds
+    # (the samples of that pause give the RSS of idle pairs), then floods.
     timeout "$FLOOD_TIMEOUT" "${PIN_LOADGEN[@]}" "$LOADGEN" flood --conns "$FLOOD_CONNS" --size "$FLOOD_SIZE" \
-        --duration "$FLOOD_DURATION" --addr "$STARTED_ADDR" >"$WORK/flood.out" 2>"$WORK/flood.err" &
+        --idle "$FLOOD_IDLE" --duration "$FLOOD_DURATION" --addr "$STARTED_ADDR" \
+        >"$WORK/flood.out" 2>"$WORK/flood.err" &
     lg_pid=$!
     PIDS+=("$lg_pid")
     # Sample until the flood ends; `timeout` bounds it, and so does the sample count.
@@ -353,11 +358,11 @@ run_memory() {
     while kill -0 "$lg_pid" 2>/dev/null && ((samples < max_samples)); do
         rss=$(status_kib "$proxy_pid" VmRSS) || break
         fds=$(fd_count "$proxy_pid")
+        ticks=$(cpu_ticks "$proxy_pid") || break
         now=$(date +%s.%N)
-        printf '%s\t%s\t%s\n' "$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.2f", b - a }')" "$rss" "$fds" \
-            >>"$RSS_TSV"
+        printf '%s\t%s\t%s\t%s\n' "$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.2f", b - a }')" "$rss" \
+            "$fds" "$ticks" >>"$RSS_TSV"
         if ((rss > peak)); then peak=$rss; fi
-        if ((fds > peak_fds)); then peak_fds=$fds; fi
         samples=$((samples + 1))
         sleep 0.1
     done
@@ -384,36 +389,61 @@ run_memory() {
     result=$(grep '^RESULT ' "$WORK/flood.out" || true)
     [[ -n $result ]] || { note "slowsink-c100: no RESULT line from the load generator"; return 1; }
     echo "  slowsink-c100/proxy: $(grep -v '^RESULT ' "$WORK/flood.out")" >&2
-    # Mean and range of the samples of the flood's last second: the plateau, if reached.
-    tail_rss=$(awk -F'\t' 'NR > 1 { t[NR] = $1; r[NR] = $2; last = NR }
+    # From the samples: the last one of the idle pause (RSS, descriptors, CPU and time
+    # with every pair connected but idle), the most descriptors seen, and the mean and
+    # range of the flood's last second (the plateau, if reached).
+    stats=$(awk -F'\t' -v idle="$FLOOD_IDLE" '
+        NR == 1 { next }
+        {
+            n++; t[n] = $1; r[n] = $2
+            if ($3 > max_fds) max_fds = $3
+            if ($1 < idle - 0.1) { p_rss = $2; p_fds = $3; p_cpu = $4; p_t = $1 }
+        }
         END {
-            for (i = 2; i <= last; i++) if (t[i] >= t[last] - 1) { s += r[i]; k++; lo = (k == 1 || r[i] < lo) ? r[i] : lo; hi = r[i] > hi ? r[i] : hi }
-            if (k > 0) printf "%.1f %.1f %.1f", s / k / 1024, lo / 1024, hi / 1024; else print "na na na"
+            for (i = 1; i <= n; i++) {
+                if (t[i] < t[n] - 1) continue
+                s += r[i]; k++
+                if (k == 1 || r[i] < lo) lo = r[i]
+                if (r[i] > hi) hi = r[i]
+            }
+            if (p_t == "") { p_rss = "na"; p_fds = "na"; p_cpu = "na"; p_t = "na" }
+            printf "%s %s %s %s %d ", p_rss, p_fds, p_cpu, p_t, max_fds
+            if (k > 0) printf "%.1f %.1f %.1f\n", s / k / 1024, lo / 1024, hi / 1024; else print "na na na"
         }' "$RSS_TSV")
-    MEMORY_SUMMARY=$(awk -v idle="$idle_rss" -v peak="$peak" -v tail="$tail_rss" -v samples="$samples" \
-        -v idle_fds="$idle_fds" -v peak_fds="$peak_fds" -v conns="$FLOOD_CONNS" -v dur="$FLOOD_DURATION" \
-        -v high="$HIGH_WATERMARK_KIB" -v rbuf="$READ_BUFFER_KIB" -v sink_bytes="$SINK_READ_BYTES" \
-        -v sink_ms="$SINK_INTERVAL_MS" -v mbps="$(result_field "$result" mb_per_s)" \
-        -v ticks=$((cpu_after - cpu_before)) -v hz="$CLK_TCK" -v t0="$t0" -v t1="$t1" '
+    MEMORY_SUMMARY=$(awk -v stats="$stats" -v empty="$empty_rss" -v empty_fds="$empty_fds" -v peak="$peak" \
+        -v samples="$samples" -v conns="$FLOOD_CONNS" -v dur="$FLOOD_DURATION" -v high="$HIGH_WATERMARK_KIB" \
+        -v rbuf="$READ_BUFFER_KIB" -v sink_bytes="$SINK_READ_BYTES" -v sink_ms="$SINK_INTERVAL_MS" \
+        -v mbps="$(result_field "$result" mb_per_s)" -v bytes="$(result_field "$result" bytes)" \
+        -v cpu_after="$cpu_after" -v hz="$CLK_TCK" -v t0="$t0" -v t1="$t1" '
         BEGIN {
+            split(stats, st, " ")
+            pairs_rss = st[1]; pairs_fds = st[2]; pairs_cpu = st[3]; pairs_t = st[4]; max_fds = st[5]
             bound = conns * (high + rbuf)
-            printf "slowsink-c100: %d client connections flooding (64 KiB writes, %.1f MB/s accepted by the kernel)" \
-                " for %s s through the proxy into a backend reading %d KiB per connection every %d ms\n", \
-                conns, mbps, dur, sink_bytes / 1024, sink_ms
-            printf "  proxy peak RSS       %7.1f MiB   (max of VmHWM and %d samples of VmRSS every 0.1 s)\n", \
-                peak / 1024, samples
-            printf "  proxy idle RSS       %7.1f MiB   (after startup, no connections)\n", idle / 1024
-            printf "  growth under load    %7.1f MiB   (%.0f KiB per pair; %.2fx the bound below)\n", \
-                (peak - idle) / 1024, (peak - idle) / conns, (peak - idle) / bound
-            printf "  bound, loaded way    %7.1f MiB   (%d pairs x (%d KiB high mark + %d KiB read), client->backend)\n", \
-                bound / 1024, conns, high, rbuf
-            printf "  bound, both ways     %7.1f MiB\n", 2 * bound / 1024
-            split(tail, tl, " ")
-            printf "  RSS in the last 1 s  %7s MiB   (mean of the samples; range %s to %s MiB)\n", tl[1], tl[2], tl[3]
-            printf "  proxy open fds       %7d       (idle %d: %d pairs open at the peak)\n", \
-                peak_fds, idle_fds, (peak_fds - idle_fds) / 2
-            printf "  proxy CPU            %7.1f %%     of one core over the flood\n", \
-                100 * ticks / hz / (t1 - t0)
+            # Without a sample from the idle pause, growth is measured from the empty proxy.
+            base = pairs_rss == "na" ? empty : pairs_rss
+            printf "slowsink-c100: %d connection pairs through the proxy; the client floods them (64 KiB writes)" \
+                " for %s s, the backend reads %d KiB per connection every %d ms\n", \
+                conns, dur, sink_bytes / 1024, sink_ms
+            printf "  proxy peak RSS            %7.1f MiB   (VmHWM, or the largest of %d VmRSS samples taken" \
+                " about every 0.1 s)\n", peak / 1024, samples
+            printf "  proxy RSS, no connections %7.1f MiB   (after startup)\n", empty / 1024
+            if (pairs_rss != "na")
+                printf "  proxy RSS, idle pairs     %7.1f MiB   (%d pairs connected, before the flood: %.1f KiB" \
+                    " per pair)\n", pairs_rss / 1024, (pairs_fds - empty_fds) / 2, (pairs_rss - empty) / conns
+            printf "  growth in the flood       %7.1f MiB   (peak minus %s: %.0f KiB per pair, %.2fx the bound)\n", \
+                (peak - base) / 1024, pairs_rss == "na" ? "no connections" : "idle pairs", \
+                (peak - base) / conns, (peak - base) / bound
+            printf "  bound on the buffers      %7.1f MiB   (%d pairs x (%d KiB high mark + %d KiB read)," \
+                " client->backend; both ways %.1f MiB)\n", bound / 1024, conns, high, rbuf, 2 * bound / 1024
+            printf "  RSS in the last 1 s       %7s MiB   (mean of the samples; range %s to %s MiB)\n", \
+                st[6], st[7], st[8]
+            printf "  pairs open at the peak    %7d       (%d descriptors open in the proxy, %d without connections)\n", \
+                (max_fds - empty_fds) / 2, max_fds, empty_fds
+            if (pairs_cpu != "na")
+                printf "  proxy CPU                 %7.1f %%     of one core during the flood\n", \
+                    100 * (cpu_after - pairs_cpu) / hz / (t1 - t0 - pairs_t)
+            printf "  written by the client     %7.0f MB    (%.1f MB/s, mostly filling kernel socket buffers;" \
+                " the sink drains %.1f MB/s)\n", bytes / 1e6, mbps, conns * sink_bytes * 1000 / sink_ms / 1e6
         }')
 }
 
@@ -448,6 +478,7 @@ done
         function num(v, fmt) { return ok(v) ? sprintf(fmt, v) : "-" }
         function per(v, m) { return ok(v) ? sprintf("%.2f us/%s", v, m == "stream" ? "MB" : "msg") : "-" }
         END {
+            if (n == 0) exit
             fmt = "%-14s %-6s %14s %8s %8s %15s %6s %15s %6s %6s %7s %8s %8s\n"
             printf fmt, "scenario", "path", "throughput", "p50 us", "p99 us", "proxy CPU", "proxy", \
                 "echo CPU", "echo", "lg", "rate/", "proxy", "total"
@@ -473,7 +504,6 @@ done
                     summary[++m] = s
                 }
             }
-            if (n == 0) print "(no throughput results)"
             if (m > 0) print "\nsummary:"
             for (i = 1; i <= m; i++) print "  " summary[i]
         }' "$TSV"

@@ -93,6 +93,10 @@ struct FloodArgs {
     /// Length of the run in seconds.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
+    /// Seconds to hold the connections open without writing before flooding (not part
+    /// of the measured run).
+    #[arg(long, default_value_t = 0.0)]
+    idle: f64,
 }
 
 /// Validates a duration given in seconds on the command line.
@@ -138,6 +142,7 @@ fn run(cli: Cli) -> Result<Report, String> {
                 conns: args.common.conns,
                 size: args.common.size,
                 duration: seconds(args.duration, "duration")?,
+                idle: if args.idle == 0.0 { Duration::ZERO } else { seconds(args.idle, "idle")? },
             };
             flood::run(&config).map_err(|e| e.to_string())
         }

@@ -8,13 +8,16 @@
 //! measured interval, which includes whatever is still sitting in socket buffers.
 //!
 //! There is no warm-up (there is no echo to wait for): the interval starts once every
-//! connection is open. A server that closes a connection, or a run in which no byte can
+//! connection is open, after an optional idle pause (`idle`) in which the connections
+//! are held open without writing, so that the target's memory with all connections
+//! open but idle can be observed. A server that closes a connection, or a run in which no byte can
 //! be written for [`STALL_TIMEOUT`], is an error.
 //!
 //! [`STALL_TIMEOUT`]: super::STALL_TIMEOUT
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
@@ -43,6 +46,9 @@ pub struct Config {
     pub size: usize,
     /// Length of the run.
     pub duration: Duration,
+    /// How long to hold the connections open without writing before flooding (not
+    /// part of the measured interval).
+    pub idle: Duration,
 }
 
 /// One client connection's state.
@@ -111,6 +117,9 @@ pub fn run(config: &Config) -> io::Result<Report> {
     for (i, mut stream) in streams.into_iter().enumerate() {
         poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
         conns.push(Conn { stream, base: stream_base(i), sent: 0 });
+    }
+    if !config.idle.is_zero() {
+        thread::sleep(config.idle);
     }
     let pattern = Pattern::new(config.size);
     let mut buf = vec![0u8; READ_BUF];
