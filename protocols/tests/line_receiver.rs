@@ -44,6 +44,8 @@ struct Recorder {
     fill_timer: Option<TimerId>,
     /// Skip too-long lines instead of closing.
     tolerate_long: bool,
+    /// Keep the write side open after the peer's FIN (a half-close protocol).
+    keep_open_on_eof: bool,
 }
 
 impl Recorder {
@@ -100,7 +102,7 @@ impl LineHandler for Recorder {
 
     fn eof_received(&mut self, _lx: &mut LineCtx<'_, '_>) -> bool {
         self.push(Ev::Eof);
-        false
+        self.keep_open_on_eof
     }
 
     fn connection_lost(&mut self, _lx: &mut LineCtx<'_, '_>, reason: DisconnectReason) {
@@ -422,6 +424,19 @@ fn the_frame_deadline_closes_a_drip_feeding_peer() {
     h.advance(Duration::from_millis(1));
     assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
     assert_eq!(events(&log), vec![line(b"abc"), Ev::Lost("TimedOut".into())]);
+}
+
+#[test]
+fn after_the_peer_s_fin_an_unfinished_line_is_dropped_and_not_timed() {
+    let (mut h, id, log) = start(|mut r| {
+        r.keep_open_on_eof = true;
+        LineReceiver::new(r).with_frame_deadline(Duration::from_secs(5))
+    });
+    h.feed(id, b"done\r\nunfinished");
+    h.feed_eof(id);
+    h.advance(Duration::from_secs(60));
+    assert!(h.is_open(id), "a half-open connection is not timed out for a line that cannot end");
+    assert_eq!(events(&log), vec![line(b"done"), Ev::Eof]);
 }
 
 #[test]

@@ -80,6 +80,8 @@ struct Control {
     closed: bool,
     /// The peer's FIN arrived while lines were held back.
     eof_pending: bool,
+    /// The peer's FIN arrived: no frame can complete any more.
+    eof_seen: bool,
     ops: Vec<LineOp>,
 }
 
@@ -285,6 +287,7 @@ impl<H: LineHandler> LineReceiver<H> {
             producer_paused: false,
             closed: false,
             eof_pending: false,
+            eof_seen: false,
             ops: Vec::new(),
         };
         LineReceiver { handler, decoder, ctl, deadline: FrameDeadline::default() }
@@ -406,7 +409,8 @@ impl<H: LineHandler> LineReceiver<H> {
             }
             self.apply();
         }
-        let active = self.ctl.delivering() && !self.ctl.raw && self.decoder.is_mid_frame();
+        let active =
+            self.ctl.delivering() && !self.ctl.eof_seen && !self.ctl.raw && self.decoder.is_mid_frame();
         self.deadline.update(cx, active, self.decoder.frames());
     }
 }
@@ -438,6 +442,7 @@ impl<H: LineHandler> Protocol for LineReceiver<H> {
         if self.ctl.closed {
             return false;
         }
+        self.ctl.eof_seen = true;
         if self.ctl.delivering() {
             let keep = self.handler.eof_received(&mut LineCtx { cx, ctl: &mut self.ctl });
             self.pump(cx);

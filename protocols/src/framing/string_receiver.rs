@@ -73,6 +73,8 @@ struct Control {
     producer_paused: bool,
     closed: bool,
     eof_pending: bool,
+    /// The peer's FIN arrived: no frame can complete any more.
+    eof_seen: bool,
     new_max_length: Option<usize>,
 }
 
@@ -290,6 +292,7 @@ impl<D: StringDecoder, H: StringHandler> StringReceiver<D, H> {
             producer_paused: false,
             closed: false,
             eof_pending: false,
+            eof_seen: false,
             new_max_length: None,
         };
         StringReceiver { handler, decoder, encoder, ctl, deadline: FrameDeadline::default() }
@@ -374,7 +377,7 @@ impl<D: StringDecoder, H: StringHandler> StringReceiver<D, H> {
             }
             self.apply();
         }
-        let active = self.ctl.delivering() && self.decoder.is_mid_frame();
+        let active = self.ctl.delivering() && !self.ctl.eof_seen && self.decoder.is_mid_frame();
         self.deadline.update(cx, active, self.decoder.frames());
     }
 }
@@ -400,6 +403,7 @@ impl<D: StringDecoder, H: StringHandler> Protocol for StringReceiver<D, H> {
         if self.ctl.closed {
             return false;
         }
+        self.ctl.eof_seen = true;
         if self.ctl.delivering() {
             let keep = self.handler.eof_received(&mut sx!(self, cx));
             self.pump(cx);
