@@ -131,7 +131,11 @@ fn load_no_leaks_after_churn_of_1000_echo_cycles_closed_by_either_side() {
         .unwrap();
     let addr = port.local_addr();
     let baseline = (fd_count(), reactor.source_count(), reactor.timer_count(), LIVE.load(Ordering::SeqCst));
-    assert_eq!((baseline.1, baseline.2, baseline.3), (1, 0, 0), "only the listener: no connection, timer or protocol");
+    assert_eq!(
+        (baseline.1, baseline.2, baseline.3),
+        (1, 0, 0),
+        "only the listener: no connection, timer or protocol"
+    );
 
     let (done, bad, failed) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
     let started = Instant::now();
@@ -141,8 +145,12 @@ fn load_no_leaks_after_churn_of_1000_echo_cycles_closed_by_either_side() {
             let cycle = batch * CONCURRENT + i;
             let mut message = pattern(cycle as u64, MESSAGE);
             message[0] = (cycle % 2) as u8; // 0: the client closes; 1: the server does
-            let dialer =
-                Dialer { message: Rc::new(message), done: done.clone(), bad: bad.clone(), failed: failed.clone() };
+            let dialer = Dialer {
+                message: Rc::new(message),
+                done: done.clone(),
+                bad: bad.clone(),
+                failed: failed.clone(),
+            };
             reactor.connect_tcp(addr, dialer).unwrap();
         }
         let target = (batch + 1) * CONCURRENT;
