@@ -387,3 +387,26 @@ fn held_back_input_stays_bounded_when_reading_is_resumed_behind_the_throttles_ba
     assert!(bytes_read(&h, id) > 4 << 20, "the meddler did not resume reading");
     assert!(h.is_open(id));
 }
+
+/// A client factory for an outgoing connection into a counting sink.
+struct SinkClient(Probe);
+
+impl torsion_reactor::ClientFactory for SinkClient {
+    fn build_protocol(&mut self, _peer: std::net::SocketAddr) -> Box<dyn Protocol> {
+        Box::new(Sink { log: self.0.log.clone(), bytes: self.0.bytes.clone(), echo: false })
+    }
+}
+
+#[test]
+fn throttling_factory_also_limits_outgoing_connections() {
+    let probe = Probe::default();
+    let mut factory = ThrottlingFactory::new(SinkClient(probe.clone()));
+    factory.set_read_limit(Some(1000));
+    let mut h = Harness::new();
+    let id = h.connect(&mut factory);
+    h.feed(id, &[b'o'; 10_000]);
+    for _ in 0..100 {
+        h.advance(STEP);
+    }
+    assert_eq!(probe.bytes.get(), 1100, "the burst and one second at 1000 B/s");
+}

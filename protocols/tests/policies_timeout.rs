@@ -342,3 +342,24 @@ fn a_change_made_from_another_connection_applies_at_the_next_callback() {
     assert_eq!(h.disconnect_reason(b).as_deref(), Some("TimedOut"));
     assert!(h.is_open(a));
 }
+
+/// A client factory for an outgoing echo connection.
+struct EchoClient;
+
+impl torsion_reactor::ClientFactory for EchoClient {
+    fn build_protocol(&mut self, _peer: std::net::SocketAddr) -> Box<dyn Protocol> {
+        Box::new(Echo)
+    }
+}
+
+#[test]
+fn timeout_factory_also_wraps_outgoing_connections() {
+    let mut h = Harness::new();
+    let mut factory = TimeoutFactory::new(EchoClient);
+    factory.set_timeout(Some(Duration::from_secs(3)));
+    let id = h.connect(&mut factory);
+    h.advance(Duration::from_secs(3) - NS);
+    assert!(h.is_open(id));
+    h.advance(NS);
+    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+}

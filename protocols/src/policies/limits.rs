@@ -98,6 +98,8 @@ impl ConnectionCounts {
 /// h.feed_eof(first); // the peer closes: the slot is free again
 /// assert_eq!(counts.total(), 0);
 /// ```
+#[doc(alias = "LimitConnectionsByPeer")]
+#[doc(alias = "LimitTotalConnectionsFactory")]
 pub struct LimitConnectionsFactory<F> {
     inner: F,
     max_total: Option<usize>,
@@ -116,7 +118,7 @@ impl<F> fmt::Debug for LimitConnectionsFactory<F> {
     }
 }
 
-impl<F: Factory> LimitConnectionsFactory<F> {
+impl<F> LimitConnectionsFactory<F> {
     /// Wraps `inner` with the default limits and no refusal message.
     pub fn new(inner: F) -> Self {
         LimitConnectionsFactory {

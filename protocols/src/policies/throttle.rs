@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use torsion_reactor::{Ctx, DisconnectReason, Factory, Protocol, TimerId};
+use torsion_reactor::{ClientFactory, Ctx, DisconnectReason, Factory, Protocol, TimerId};
 
 /// Default refill interval: a throttled connection is looked at again every 20 ms (Twisted
 /// accounts once a second, which lets a connection burst a whole second's worth and then
@@ -206,7 +206,7 @@ impl<F> fmt::Debug for ThrottlingFactory<F> {
     }
 }
 
-impl<F: Factory> ThrottlingFactory<F> {
+impl<F> ThrottlingFactory<F> {
     /// Wraps `inner`, unlimited until a limit is set.
     pub fn new(inner: F) -> Self {
         ThrottlingFactory {
@@ -271,10 +271,9 @@ impl<F: Factory> ThrottlingFactory<F> {
     }
 }
 
-impl<F: Factory> Factory for ThrottlingFactory<F> {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
-        let inner = self.inner.build_protocol(peer)?;
-        Some(Box::new(Throttled {
+impl<F> ThrottlingFactory<F> {
+    fn wrap(&self, inner: Box<dyn Protocol>) -> Box<dyn Protocol> {
+        Box::new(Throttled {
             inner,
             shared: self.shared.clone(),
             pending: Vec::new(),
@@ -285,7 +284,26 @@ impl<F: Factory> Factory for ThrottlingFactory<F> {
             reactor_paused: false,
             timer: None,
             eof_deferred: false,
-        }))
+        })
+    }
+}
+
+impl<F: Factory> Factory for ThrottlingFactory<F> {
+    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+        let inner = self.inner.build_protocol(peer)?;
+        Some(self.wrap(inner))
+    }
+}
+
+/// Outgoing connections share the same buckets.
+impl<F: ClientFactory> ClientFactory for ThrottlingFactory<F> {
+    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol> {
+        let inner = self.inner.build_protocol(peer);
+        self.wrap(inner)
+    }
+
+    fn client_connection_failed(&mut self, cx: &mut Ctx<'_>, reason: torsion_reactor::Error) {
+        self.inner.client_connection_failed(cx, reason);
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use torsion_reactor::{ConnId, Ctx, DisconnectReason, Factory, Protocol, TimerId};
+use torsion_reactor::{ClientFactory, ConnId, Ctx, DisconnectReason, Factory, Protocol, TimerId};
 
 /// Default idle timeout of a [`TimeoutFactory`]: 30 minutes, Twisted's `TimeoutFactory`
 /// default.
@@ -206,6 +206,7 @@ type Hook<P> = Box<dyn FnMut(&mut P, &mut Ctx<'_>)>;
 /// h.advance(Duration::from_secs(1));
 /// assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
 /// ```
+#[doc(alias = "TimeoutMixin")]
 pub struct TimeoutProtocol<P: ?Sized + Protocol = dyn Protocol> {
     state: TimeoutHandle,
     on_timeout: Option<Hook<P>>,
@@ -288,6 +289,8 @@ impl<P: ?Sized + Protocol> TimeoutProtocol<P> {
     /// Replaces the default timeout action (close with [`DisconnectReason::TimedOut`]); the
     /// hook gets the wrapped protocol, to say goodbye first, or to keep the connection and
     /// set a new timeout through the handle.
+    #[doc(alias = "timeout_connection")]
+    #[doc(alias = "timeoutConnection")]
     pub fn on_timeout(&mut self, hook: impl FnMut(&mut P, &mut Ctx<'_>) + 'static) -> &mut Self {
         self.on_timeout = Some(Box::new(hook));
         self
@@ -445,7 +448,7 @@ impl<F> fmt::Debug for TimeoutFactory<F> {
     }
 }
 
-impl<F: Factory> TimeoutFactory<F> {
+impl<F> TimeoutFactory<F> {
     /// Wraps `inner` with the default idle timeout, reads only, default grace.
     pub fn new(inner: F) -> Self {
         TimeoutFactory {
@@ -487,11 +490,29 @@ impl<F: Factory> TimeoutFactory<F> {
     }
 }
 
+impl<F> TimeoutFactory<F> {
+    fn wrap(&self, inner: Box<dyn Protocol>) -> Box<dyn Protocol> {
+        let mut protocol = TimeoutProtocol::from_box(inner, self.timeout);
+        protocol.set_reset_on_write(self.reset_on_write).set_abort_after(self.abort_after);
+        Box::new(protocol)
+    }
+}
+
 impl<F: Factory> Factory for TimeoutFactory<F> {
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
         let inner = self.inner.build_protocol(peer)?;
-        let mut protocol = TimeoutProtocol::from_box(inner, self.timeout);
-        protocol.set_reset_on_write(self.reset_on_write).set_abort_after(self.abort_after);
-        Some(Box::new(protocol))
+        Some(self.wrap(inner))
+    }
+}
+
+/// Outgoing connections get the same idle timeout.
+impl<F: ClientFactory> ClientFactory for TimeoutFactory<F> {
+    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol> {
+        let inner = self.inner.build_protocol(peer);
+        self.wrap(inner)
+    }
+
+    fn client_connection_failed(&mut self, cx: &mut Ctx<'_>, reason: torsion_reactor::Error) {
+        self.inner.client_connection_failed(cx, reason);
     }
 }
