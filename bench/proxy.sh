@@ -24,6 +24,8 @@
 #   BENCH_FLOOD_DURATION  seconds of flooding in slowsink-c100 (default: BENCH_DURATION, but
 #                         at least 5: the kernel's socket buffers take a second or two to
 #                         fill before the proxy's own buffers do)
+#   BENCH_REPEAT          repetitions of each throughput scenario (default 1); the table
+#                         shows medians, the .tsv every run
 #   BENCH_BUILD           set to 0 to skip the cargo builds
 #   BENCH_SERVER_CPU / BENCH_LOADGEN_CPU   CPUs to pin to (default 0 and 1)
 #   CARGO_TARGET_DIR      where the release binaries are (default: <workspace>/target)
@@ -36,6 +38,7 @@ ALL_SCENARIOS="stream64k-c10 pp64-c100 slowsink-c100"
 DURATION=${BENCH_DURATION:-5}
 SCENARIOS=${BENCH_SCENARIOS:-$ALL_SCENARIOS}
 FLOOD_DURATION=${BENCH_FLOOD_DURATION:-}
+REPEAT=${BENCH_REPEAT:-1}
 BUILD=${BENCH_BUILD:-1}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 LOADGEN_CPU=${BENCH_LOADGEN_CPU:-1}
@@ -68,6 +71,7 @@ for name in $SCENARIOS; do
     [[ " $ALL_SCENARIOS " == *" $name "* ]] ||
         die "unknown scenario '$name' in BENCH_SCENARIOS (known: $ALL_SCENARIOS)"
 done
+[[ $REPEAT =~ ^[1-9][0-9]?$ ]] || die "BENCH_REPEAT must be a whole number from 1 to 99, got '$REPEAT'"
 if [[ -z $FLOOD_DURATION ]]; then
     # (A malformed BENCH_DURATION is caught just below.)
     FLOOD_DURATION=$(awk -v d="$DURATION" 'BEGIN { print (d < 5 ? 5 : d) }')
@@ -258,7 +262,7 @@ mkdir -p "$RESULTS_DIR"
 TSV=$RESULTS_DIR/proxy-$STAMP.tsv
 RSS_TSV=$RESULTS_DIR/proxy-$STAMP-rss.tsv
 TABLE=$RESULTS_DIR/proxy-$STAMP.txt
-printf 'scenario\tpath\tmode\trate\tp50_us\tp99_us\tproxy_cpu_per_unit\tproxy_cpu_pct\techo_cpu_per_unit\techo_cpu_pct\tloadgen_cpu_pct\n' \
+printf 'scenario\tpath\tmode\trate\tp50_us\tp99_us\tproxy_cpu_per_unit\tproxy_cpu_pct\techo_cpu_per_unit\techo_cpu_pct\tloadgen_cpu_pct\trep\n' \
     >"$TSV"
 MEMORY_SUMMARY=
 
@@ -271,9 +275,10 @@ scenario_args() {
     esac
 }
 
-# Runs throughput scenario $1 along path $2 (direct or proxy) and appends a row to $TSV.
+# Runs throughput scenario $1 along path $2 (direct or proxy) as repetition $3 and
+# appends a row to $TSV.
 run_throughput() {
-    local scenario=$1 path=$2 echo_pid proxy_pid= target lg_out result
+    local scenario=$1 path=$2 rep=$3 echo_pid proxy_pid= target lg_out result
     local echo_before proxy_before=0 echo_after proxy_after=0 t_before t_after wall
     local echo_unit echo_pct proxy_unit=na proxy_pct=na
     scenario_args "$scenario"
@@ -315,7 +320,7 @@ run_throughput() {
 
     result=$(grep '^RESULT ' <<<"$lg_out" || true)
     [[ -n $result ]] || { note "$scenario/$path: no RESULT line from the load generator"; return 1; }
-    echo "  $scenario/$path: $(grep -v '^RESULT ' <<<"$lg_out")" >&2
+    echo "  $scenario/$path #$rep: $(grep -v '^RESULT ' <<<"$lg_out")" >&2
     wall=$(awk -v a="$t_before" -v b="$t_after" 'BEGIN { print b - a }')
     read -r echo_unit echo_pct < <(cpu_per_unit $((echo_after - echo_before)) "$result" "$wall")
     if [[ -n $proxy_pid ]]; then
@@ -324,9 +329,9 @@ run_throughput() {
     local mode rate
     mode=$(result_field "$result" mode)
     if [[ $mode == stream ]]; then rate=$(result_field "$result" mb_per_s); else rate=$(result_field "$result" msgs_per_s); fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$path" "$mode" "$rate" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$path" "$mode" "$rate" \
         "$(result_field "$result" p50_us)" "$(result_field "$result" p99_us)" "$proxy_unit" "$proxy_pct" \
-        "$echo_unit" "$echo_pct" "$(result_field "$result" client_cpu_pct)" >>"$TSV"
+        "$echo_unit" "$echo_pct" "$(result_field "$result" client_cpu_pct)" "$rep" >>"$TSV"
 }
 
 # The memory scenario: a flood through the proxy into a slow sink. Sets MEMORY_SUMMARY.
@@ -447,16 +452,17 @@ run_memory() {
         }')
 }
 
-note "duration ${DURATION}s per run (flood ${FLOOD_DURATION}s); scenarios: $SCENARIOS"
-for scenario in $SCENARIOS; do
-    case $scenario in
-        slowsink-c100) run_memory || note "slowsink-c100: skipped" ;;
-        *)
-            run_throughput "$scenario" direct || note "$scenario/direct: skipped"
-            run_throughput "$scenario" proxy || note "$scenario/proxy: skipped"
-            ;;
-    esac
+note "duration ${DURATION}s per run (flood ${FLOOD_DURATION}s), $REPEAT repetition(s); scenarios: $SCENARIOS"
+for ((rep = 1; rep <= REPEAT; rep++)); do
+    for scenario in $SCENARIOS; do
+        [[ $scenario != slowsink-c100 ]] || continue
+        run_throughput "$scenario" direct "$rep" || note "$scenario/direct: skipped"
+        run_throughput "$scenario" proxy "$rep" || note "$scenario/proxy: skipped"
+    done
 done
+if [[ " $SCENARIOS " == *" slowsink-c100 "* ]]; then
+    run_memory || note "slowsink-c100: skipped"
+fi
 
 # --- Report ----------------------------------------------------------------------
 
@@ -466,19 +472,42 @@ done
 {
     echo "torsion proxy benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr), $(nproc) CPUs," \
         "${DURATION}s per run; proxy (or direct echo) on CPU $SERVER_CPU, loadgen (and backend) on CPU $LOADGEN_CPU"
-    awk -F'\t' '
+    awk -F'\t' -v repeat="$REPEAT" '
         NR == 1 { next }
+        # Collect every run; the table shows, per scenario and path, the median of each
+        # figure over the repetitions.
         {
-            n++; scn[n] = $1; path[n] = $2; mode[n] = $3; rate[n] = $4; p50[n] = $5; p99[n] = $6
-            pcpu[n] = $7; ppct[n] = $8; ecpu[n] = $9; epct[n] = $10; lg[n] = $11
-            if ($2 == "direct") { d_rate[$1] = $4; d_cpu[$1] = $9; d_p50[$1] = $5 }
+            key = $1 SUBSEP $2
+            if (!(key in runs)) { n++; keys[n] = key; scn[n] = $1; path[n] = $2; mode[n] = $3 }
+            k = ++runs[key]
+            for (f = 4; f <= 11; f++) val[key, f, k] = $f
         }
         function ok(v) { return v != "" && v != "na" }
+        # Median of field f of group key, "na" if no run has a value.
+        function median(key, f,    i, j, c, v, tmp) {
+            c = 0
+            for (i = 1; i <= runs[key]; i++) {
+                v = val[key, f, i]
+                if (!ok(v)) continue
+                v += 0
+                for (j = ++c; j > 1 && tmp[j - 1] > v; j--) tmp[j] = tmp[j - 1]
+                tmp[j] = v
+            }
+            if (c == 0) return "na"
+            return c % 2 ? tmp[(c + 1) / 2] : (tmp[c / 2] + tmp[c / 2 + 1]) / 2
+        }
         function ratio(a, b) { return (ok(a) && ok(b) && b + 0 > 0) ? sprintf("%.2fx", a / b) : "-" }
         function num(v, fmt) { return ok(v) ? sprintf(fmt, v) : "-" }
         function per(v, m) { return ok(v) ? sprintf("%.2f us/%s", v, m == "stream" ? "MB" : "msg") : "-" }
         END {
             if (n == 0) exit
+            for (i = 1; i <= n; i++) {
+                rate[i] = median(keys[i], 4); p50[i] = median(keys[i], 5); p99[i] = median(keys[i], 6)
+                pcpu[i] = median(keys[i], 7); ppct[i] = median(keys[i], 8); ecpu[i] = median(keys[i], 9)
+                epct[i] = median(keys[i], 10); lg[i] = median(keys[i], 11)
+                if (path[i] == "direct") { d_rate[scn[i]] = rate[i]; d_cpu[scn[i]] = ecpu[i]; d_p50[scn[i]] = p50[i] }
+            }
+            if (repeat > 1) printf "medians over %d repetitions (each: direct, then proxy; every run in the .tsv)\n", repeat
             fmt = "%-14s %-6s %14s %8s %8s %15s %6s %15s %6s %6s %7s %8s %8s\n"
             printf fmt, "scenario", "path", "throughput", "p50 us", "p99 us", "proxy CPU", "proxy", \
                 "echo CPU", "echo", "lg", "rate/", "proxy", "total"
@@ -487,20 +516,21 @@ done
             for (i = 1; i <= n; i++) {
                 unit = mode[i] == "stream" ? " MB/s" : " msg/s"
                 total = (ok(pcpu[i]) && ok(ecpu[i])) ? pcpu[i] + ecpu[i] : ecpu[i]
-                printf fmt, scn[i], path[i], sprintf(mode[i] == "stream" ? "%.1f" : "%.0f", rate[i]) unit, \
+                printf fmt, scn[i], path[i], num(rate[i], mode[i] == "stream" ? "%.1f" : "%.0f") unit, \
                     num(p50[i], "%.1f"), num(p99[i], "%.1f"), per(pcpu[i], mode[i]), num(ppct[i], "%.0f"), \
                     per(ecpu[i], mode[i]), num(epct[i], "%.0f"), num(lg[i], "%.0f"), \
                     ratio(rate[i], d_rate[scn[i]]), ratio(pcpu[i], d_cpu[scn[i]]), ratio(total, d_cpu[scn[i]])
-                if (path[i] == "proxy" && ok(d_rate[scn[i]])) {
+                if (path[i] == "proxy" && ok(d_rate[scn[i]]) && ok(rate[i])) {
                     s = mode[i] == "stream" ? \
                         sprintf("%s: %.1f MB/s through the proxy vs %.1f MB/s direct = %s;", scn[i], rate[i], \
                             d_rate[scn[i]], ratio(rate[i], d_rate[scn[i]])) : \
                         sprintf("%s: %.0f msg/s through the proxy vs %.0f direct = %s, p50 %.0f vs %.0f us;", \
                             scn[i], rate[i], d_rate[scn[i]], ratio(rate[i], d_rate[scn[i]]), p50[i], d_p50[scn[i]])
-                    s = s sprintf(" proxy CPU %s = %s the echo server'"'"'s direct (it moves each byte twice," \
-                        " there and back: %s per byte moved); proxy + backend %s of direct", \
-                        per(pcpu[i], mode[i]), ratio(pcpu[i], d_cpu[scn[i]]), ratio(pcpu[i] / 2, d_cpu[scn[i]]), \
-                        ratio(total, d_cpu[scn[i]]))
+                    if (ok(pcpu[i]))
+                        s = s sprintf(" proxy CPU %s = %s the echo server'"'"'s direct (it moves each byte" \
+                            " twice, there and back: %s per byte moved); proxy + backend %s of direct", \
+                            per(pcpu[i], mode[i]), ratio(pcpu[i], d_cpu[scn[i]]), \
+                            ratio(pcpu[i] / 2, d_cpu[scn[i]]), ratio(total, d_cpu[scn[i]]))
                     summary[++m] = s
                 }
             }
