@@ -11,6 +11,8 @@
 
 mod file_sender;
 pub mod framing;
+pub mod policies;
+pub mod wire;
 
 pub use file_sender::{FileSender, DEFAULT_CHUNK_SIZE};
 pub use framing::{
