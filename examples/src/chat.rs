@@ -32,9 +32,7 @@
 //!
 //! # Limits: one client cannot hurt the rest
 //! * Each client's write buffer is capped (1 MiB by default): a client that does not read
-//!   fills it and is aborted with
-//!   [`DisconnectReason::BufferOverflow`](torsion_reactor::DisconnectReason::BufferOverflow)
-//!   when it goes over; the others see it leave and lose nothing. Before that, its buffer
+//!   fills it and is aborted with [`DisconnectReason::BufferOverflow`] when it goes over; the others see it leave and lose nothing. Before that, its buffer
 //!   crossing the high watermark pauses reading *its* input, so it cannot talk while not
 //!   listening.
 //! * An idle timeout (off by default) closes connections that send nothing for that long

@@ -18,6 +18,9 @@
 //!   each member through `cx.transport_for(id)`, and framing ([`LineReceiver`]), an idle
 //!   timeout and a connection limit are composed around the protocol. Its protocol lives in
 //!   the [`chat`] module.
+//! * `frame-echo`: framing by composition: a framer from `torsion_protocols::framing` (lines,
+//!   length prefixes, netstrings) reassembles whole messages and hands each to a small
+//!   handler that echoes it in the same framing.
 //!
 //! [`LineReceiver`]: torsion_protocols::framing::LineReceiver
 //!

@@ -101,6 +101,7 @@ fn three_clients_exercise_every_message() {
     carol.send("/quit");
     carol.expect("Bye!");
     carol.expect_eof();
+    drop(carol); // Our close ends the server's lingering wait for it.
     alice.expect("* carla has left");
     bob.expect("* carla has left");
 
@@ -119,6 +120,7 @@ fn three_clients_exercise_every_message() {
     alice.send(&"y".repeat(4097));
     alice.expect("Line too long (max 4096 bytes), goodbye.");
     alice.expect_eof();
+    drop(alice);
     dave.expect("* alice has left");
     assert_eq!(dave.who(), "dave");
 

@@ -14,6 +14,9 @@
 //!   connection by its [`ConnId`] with `cx.transport_for(id)`. At end of input it half-closes
 //!   (`write_eof`); the echo server finishes and closes, and the client exits.
 //!
+//! Like the servers, it stops gracefully on SIGINT/SIGTERM (the connection is flushed and
+//! closed) and then exits 0; a bad address is one line on stderr with exit code 2.
+//!
 //! ```text
 //! echo-client --connect 127.0.0.1:8000                        # lines from stdin
 //! echo-client --connect 127.0.0.1:8000 --message hi --count 3 # "hi" three times, then exit
@@ -24,13 +27,16 @@ use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
 use torsion_examples::{init_logging, io_error_text, resolve_addr, LineBuffer, EXIT_FAILURE, EXIT_USAGE};
 use torsion_reactor::{
     ClientFactory, ConnId, Ctx, DisconnectReason, Error, Protocol, Reactor, ReactorHandle, TransportError,
 };
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Sends lines to an echo server and prints the replies.
 ///
@@ -247,9 +253,24 @@ fn run(args: &Args) -> Result<(), (i32, String)> {
     let outcome = Rc::new(RefCell::new(Outcome::default()));
     let factory = EchoClientFactory { mode: mode.clone(), addr, outcome: outcome.clone() };
     reactor.connect_tcp(addr, factory).map_err(|e| (EXIT_FAILURE, connect_error(addr, &e)))?;
+    // SIGINT/SIGTERM stop the reactor gracefully (the connection is flushed and closed); the
+    // flag tells an interrupted run, which exits 0, from a server that hung up early.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(signal, interrupted.clone())
+            .map_err(|e| (EXIT_USAGE, format!("cannot handle signals: {}", io_error_text(&e))))?;
+    }
+    reactor
+        .install_signal_handlers()
+        .map_err(|e| (EXIT_USAGE, format!("cannot handle signals: {}", io_error_text(&e))))?;
     reactor.run().map_err(|e| (EXIT_FAILURE, format!("the reactor failed: {}", io_error_text(&e))))?;
 
     let outcome = outcome.take();
+    if interrupted.load(Ordering::SeqCst) && outcome.connect_error.is_none() && outcome.stdout_error.is_none()
+    {
+        info!(replies = outcome.lines, "interrupted; stopped gracefully");
+        return Ok(());
+    }
     if let Some(message) = outcome.connect_error {
         return Err((EXIT_FAILURE, message));
     }
