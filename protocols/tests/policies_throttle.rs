@@ -410,3 +410,22 @@ fn throttling_factory_also_limits_outgoing_connections() {
     }
     assert_eq!(probe.bytes.get(), 1100, "the burst and one second at 1000 B/s");
 }
+
+#[test]
+fn a_long_interval_still_reaches_the_rate() {
+    const RATE: usize = 10_000;
+    let probe = Probe::default();
+    let mut factory = sink_factory(&probe, false);
+    // Burst 10 ms, interval 500 ms: the bucket must still hold an interval's worth.
+    factory.set_burst(Duration::from_millis(10)).set_interval(Duration::from_millis(500));
+    factory.set_read_limit(Some(RATE as u64));
+    let mut h = Harness::new();
+    let id = h.accept(&mut factory).unwrap();
+    h.feed(id, &vec![b'i'; 1 << 20]);
+    for _ in 0..1000 {
+        h.advance(STEP);
+    }
+    let got = probe.bytes.get();
+    // Bucket of two intervals (1 s) plus 10 s at the rate; at most one interval behind.
+    assert!((RATE * 10 - RATE / 2..=RATE * 11).contains(&got), "delivered {got} bytes in 10 s");
+}

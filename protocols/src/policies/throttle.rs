@@ -228,20 +228,29 @@ impl<F> ThrottlingFactory<F> {
     /// unlimited, the default). Restarts the bucket full.
     pub fn set_read_limit(&mut self, bytes_per_second: Option<u64>) -> &mut Self {
         self.read_limit = bytes_per_second;
-        self.shared.borrow_mut().read = bytes_per_second.map(|rate| Bucket::new(rate, self.burst));
+        let burst = self.effective_burst();
+        self.shared.borrow_mut().read = bytes_per_second.map(|rate| Bucket::new(rate, burst));
         self
+    }
+
+    /// The bucket size as time: the burst, but at least two refill intervals, or a connection
+    /// woken once per interval could not reach the rate.
+    fn effective_burst(&self) -> Duration {
+        self.burst.max(2 * self.shared.borrow().interval)
     }
 
     /// Limits writing, over all connections together, to `bytes_per_second` (`None`:
     /// unlimited, the default). Restarts the bucket full.
     pub fn set_write_limit(&mut self, bytes_per_second: Option<u64>) -> &mut Self {
         self.write_limit = bytes_per_second;
-        self.shared.borrow_mut().write = bytes_per_second.map(|rate| Bucket::new(rate, self.burst));
+        let burst = self.effective_burst();
+        self.shared.borrow_mut().write = bytes_per_second.map(|rate| Bucket::new(rate, burst));
         self
     }
 
     /// How much may move at once after an idle spell, as time at the limit's rate (at least
-    /// one byte). Default [`DEFAULT_BURST`].
+    /// one byte, and at least two refill intervals). Default [`DEFAULT_BURST`]. Restarts the
+    /// buckets full.
     pub fn set_burst(&mut self, burst: Duration) -> &mut Self {
         self.burst = burst;
         let (read, write) = (self.read_limit, self.write_limit);
@@ -249,10 +258,13 @@ impl<F> ThrottlingFactory<F> {
     }
 
     /// How often a throttled connection is looked at again, clamped to 1 ms ..= 1 s. Default
-    /// [`DEFAULT_THROTTLE_INTERVAL`].
+    /// [`DEFAULT_THROTTLE_INTERVAL`]. Each connection held back by a limit costs one timer
+    /// firing per interval: with thousands of them, a longer interval is cheaper (and
+    /// coarser). Restarts the buckets full.
     pub fn set_interval(&mut self, interval: Duration) -> &mut Self {
         self.shared.borrow_mut().interval = interval.clamp(INTERVAL_RANGE.0, INTERVAL_RANGE.1);
-        self
+        let (read, write) = (self.read_limit, self.write_limit);
+        self.set_read_limit(read).set_write_limit(write)
     }
 
     /// The read limit in bytes per second.
