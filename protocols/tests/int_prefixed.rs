@@ -208,6 +208,16 @@ fn a_too_long_string_is_skipped_when_the_hook_keeps_the_connection() {
 }
 
 #[test]
+fn whole_strings_in_big_chunks_leave_no_buffer() {
+    let mut d = IntNDecoder::new(LengthPrefix::Int16);
+    let chunk = encode(LengthPrefix::Int16, Endianness::Big, &[&[7u8; 1000][..]; 200]);
+    for _ in 0..5 {
+        assert_eq!(d.feed(&chunk).len(), 200);
+        assert_eq!(d.buffer_capacity(), 0);
+    }
+}
+
+#[test]
 fn zero_length_strings_and_prefixes_arriving_byte_by_byte() {
     let mut d = IntNDecoder::new(LengthPrefix::Int32);
     let input = b"\x00\x00\x00\x00\x00\x00\x00\x01z\x00\x00\x00\x00";
@@ -319,7 +329,18 @@ proptest! {
             pieces.push(&input[last..p]);
             last = p;
         }
-        prop_assert_eq!(decode(&pieces)?, decode(&[&input])?);
+        let whole = decode(&[&input])?;
+        prop_assert_eq!(&decode(&pieces)?, &whole);
+        // The buffered path (push, then next_string) agrees with the copy-free one.
+        let mut d = IntNDecoder::new(prefix).with_endianness(endianness).with_max_length(200);
+        let mut pulled = Vec::new();
+        for p in &pieces {
+            d.push(p);
+            while let Some(r) = d.next_string() {
+                pulled.push(r.map(<[u8]>::to_vec));
+            }
+        }
+        prop_assert_eq!(pulled, whole);
     }
 
     #[test]

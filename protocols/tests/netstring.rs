@@ -247,7 +247,18 @@ proptest! {
             pieces.push(&input[last..p]);
             last = p;
         }
-        prop_assert_eq!(decode(&pieces), decode(&[&input]));
+        let whole = decode(&[&input]);
+        prop_assert_eq!(&decode(&pieces), &whole);
+        // The buffered path (push, then next_string) agrees with the copy-free one.
+        let mut d = NetstringDecoder::new().with_max_length(150);
+        let mut pulled = Vec::new();
+        for p in &pieces {
+            d.push(p);
+            while let Some(r) = d.next_string() {
+                pulled.push(r.map(<[u8]>::to_vec));
+            }
+        }
+        prop_assert_eq!(pulled, whole);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! [`IntNDecoder`]: strings preceded by an 8, 16 or 32-bit length. Pure: no sockets, no
 //! reactor.
 
+use std::ops::ControlFlow;
+
 use super::{FrameError, FrameHeader, StringDecoder, StringEncoder};
 
 /// Twisted's `IntNStringReceiver.MAX_LENGTH`: the default longest string, in bytes.
@@ -128,8 +130,15 @@ enum State {
 /// ```
 #[derive(Debug, Clone)]
 pub struct IntNDecoder {
-    encoder: IntNEncoder,
+    core: Core,
     buf: Vec<u8>,
+}
+
+/// The parser proper: settings, state and position, over a buffer it is handed (the
+/// decoder's own, or the caller's chunk on the copy-free path).
+#[derive(Debug, Clone)]
+struct Core {
+    encoder: IntNEncoder,
     start: usize,
     state: State,
     frames: u64,
@@ -139,38 +148,46 @@ impl IntNDecoder {
     /// A decoder for `prefix`, big-endian, with the default maximum of 99999 bytes.
     pub fn new(prefix: LengthPrefix) -> IntNDecoder {
         IntNDecoder {
-            encoder: IntNEncoder {
-                prefix,
-                endianness: Endianness::Big,
-                max_length: DEFAULT_MAX_STRING_LENGTH,
+            core: Core {
+                encoder: IntNEncoder {
+                    prefix,
+                    endianness: Endianness::Big,
+                    max_length: DEFAULT_MAX_STRING_LENGTH,
+                },
+                start: 0,
+                state: State::Header,
+                frames: 0,
             },
             buf: Vec::new(),
-            start: 0,
-            state: State::Header,
-            frames: 0,
         }
     }
 
     /// Sets the byte order of the prefix.
     pub fn with_endianness(mut self, endianness: Endianness) -> Self {
-        self.encoder.endianness = endianness;
+        self.core.encoder.endianness = endianness;
         self
     }
 
     /// Sets the longest accepted string.
     pub fn with_max_length(mut self, max: usize) -> Self {
-        self.encoder.max_length = max;
+        self.core.encoder.max_length = max;
         self
     }
 
     /// Sets the byte order of the prefix (for prefixes not yet parsed).
     pub fn set_endianness(&mut self, endianness: Endianness) {
-        self.encoder.endianness = endianness;
+        self.core.encoder.endianness = endianness;
     }
 
     /// The prefix width.
     pub fn prefix(&self) -> LengthPrefix {
-        self.encoder.prefix
+        self.core.encoder.prefix
+    }
+
+    /// Bytes of memory the buffer holds (its capacity): zero while idle after whole frames,
+    /// never much more than one frame.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Pushes `data` and returns every result it completes, as owned strings.
@@ -178,21 +195,32 @@ impl IntNDecoder {
         feed(self, data)
     }
 
+    /// Drops consumed bytes; an emptied buffer larger than a frame is given back.
     fn compact(&mut self) {
-        if self.start == 0 {
-            return;
-        }
-        if self.start == self.buf.len() {
+        if self.core.start == self.buf.len() {
             self.buf.clear();
-            if self.buf.capacity() > SHRINK_ABOVE {
+            let frame = self.core.encoder.max_length.saturating_add(self.core.encoder.prefix.width());
+            if self.buf.capacity() > SHRINK_ABOVE.max(frame) {
                 self.buf = Vec::new();
             }
-        } else {
-            self.buf.drain(..self.start);
+        } else if self.core.start > 0 {
+            self.buf.drain(..self.core.start);
         }
-        self.start = 0;
+        self.core.start = 0;
     }
+}
 
+/// Pushes and drains a decoder into owned results.
+pub(crate) fn feed<D: StringDecoder>(decoder: &mut D, data: &[u8]) -> Vec<Result<Vec<u8>, FrameError>> {
+    let mut out = Vec::new();
+    decoder.feed_with(data, |result| {
+        out.push(result.map(<[u8]>::to_vec));
+        ControlFlow::Continue(())
+    });
+    out
+}
+
+impl Core {
     fn decode_length(&self, prefix: &[u8]) -> u64 {
         let mut value = 0u64;
         match self.encoder.endianness {
@@ -201,45 +229,11 @@ impl IntNDecoder {
         }
         value
     }
-}
 
-/// Pushes and drains a decoder into owned results.
-pub(crate) fn feed<D: StringDecoder + ?Sized>(
-    decoder: &mut D,
-    data: &[u8],
-) -> Vec<Result<Vec<u8>, FrameError>> {
-    decoder.push(data);
-    let mut out = Vec::new();
-    while let Some(result) = decoder.next_string() {
-        out.push(result.map(<[u8]>::to_vec));
-    }
-    out
-}
-
-impl StringDecoder for IntNDecoder {
-    type Encoder = IntNEncoder;
-
-    fn push(&mut self, mut data: &[u8]) {
-        self.compact();
-        // Skipping a too-long body with nothing buffered: drop it without copying.
-        if let State::Skip(left) = self.state {
-            if self.buf.is_empty() {
-                let drop = left.min(data.len() as u64);
-                data = &data[drop as usize..];
-                self.state = if drop == left {
-                    self.frames += 1;
-                    State::Header
-                } else {
-                    State::Skip(left - drop)
-                };
-            }
-        }
-        self.buf.extend_from_slice(data);
-    }
-
-    fn next_string(&mut self) -> Option<Result<&[u8], FrameError>> {
+    /// The next string in `buf` from `start` on.
+    fn next<'b>(&mut self, buf: &'b [u8]) -> Option<Result<&'b [u8], FrameError>> {
         loop {
-            let avail = self.buf.len() - self.start;
+            let avail = buf.len() - self.start;
             match self.state {
                 State::Skip(left) => {
                     let drop = left.min(avail as u64);
@@ -256,7 +250,7 @@ impl StringDecoder for IntNDecoder {
                     if avail < width {
                         return None;
                     }
-                    let length = self.decode_length(&self.buf[self.start..self.start + width]);
+                    let length = self.decode_length(&buf[self.start..self.start + width]);
                     if length > self.encoder.max_length as u64 {
                         self.start += width;
                         self.state = State::Skip(length);
@@ -273,33 +267,89 @@ impl StringDecoder for IntNDecoder {
                     let body = self.start + width;
                     self.start = body + length;
                     self.frames += 1;
-                    return Some(Ok(&self.buf[body..body + length]));
+                    return Some(Ok(&buf[body..body + length]));
                 }
             }
         }
     }
+}
+
+impl StringDecoder for IntNDecoder {
+    type Encoder = IntNEncoder;
+
+    fn push(&mut self, data: &[u8]) {
+        self.compact();
+        let data = skip_directly(&mut self.core, self.buf.is_empty(), data);
+        self.buf.extend_from_slice(data);
+    }
+
+    fn next_string(&mut self) -> Option<Result<&[u8], FrameError>> {
+        self.core.next(&self.buf)
+    }
+
+    fn feed_with(
+        &mut self,
+        data: &[u8],
+        mut on_string: impl FnMut(Result<&[u8], FrameError>) -> ControlFlow<()>,
+    ) {
+        if self.buffered_len() > 0 {
+            self.push(data);
+            while let Some(result) = self.core.next(&self.buf) {
+                if on_string(result).is_break() {
+                    return;
+                }
+            }
+            return;
+        }
+        self.compact();
+        let data = skip_directly(&mut self.core, true, data);
+        while let Some(result) = self.core.next(data) {
+            if on_string(result).is_break() {
+                break;
+            }
+        }
+        self.buf.extend_from_slice(&data[self.core.start..]);
+        self.core.start = 0;
+    }
 
     fn buffered_len(&self) -> usize {
-        self.buf.len() - self.start
+        self.buf.len() - self.core.start
     }
 
     fn is_mid_frame(&self) -> bool {
-        self.start < self.buf.len() || matches!(self.state, State::Skip(_))
+        self.core.start < self.buf.len() || matches!(self.core.state, State::Skip(_))
     }
 
     fn frames(&self) -> u64 {
-        self.frames
+        self.core.frames
     }
 
     fn max_length(&self) -> usize {
-        self.encoder.max_length
+        self.core.encoder.max_length
     }
 
     fn set_max_length(&mut self, max: usize) {
-        self.encoder.max_length = max;
+        self.core.encoder.max_length = max;
     }
 
     fn encoder(&self) -> IntNEncoder {
-        self.encoder
+        self.core.encoder
     }
+}
+
+/// Skipping a too-long body with nothing buffered: drops its bytes from the front of `data`
+/// without copying them; returns the rest.
+fn skip_directly<'d>(core: &mut Core, nothing_buffered: bool, data: &'d [u8]) -> &'d [u8] {
+    let State::Skip(left) = core.state else { return data };
+    if !nothing_buffered {
+        return data;
+    }
+    let drop = left.min(data.len() as u64);
+    core.state = if drop == left {
+        core.frames += 1;
+        State::Header
+    } else {
+        State::Skip(left - drop)
+    };
+    &data[drop as usize..]
 }

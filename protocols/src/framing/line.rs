@@ -1,5 +1,7 @@
 //! [`LineDecoder`]: splits a byte stream into lines. Pure: no sockets, no reactor.
 
+use std::ops::ControlFlow;
+
 use super::FrameError;
 
 /// Twisted's `LineReceiver.MAX_LENGTH`: the default longest line, in bytes, not counting the
@@ -69,10 +71,17 @@ pub enum LineEndings {
 /// [`scanned_bytes`]: LineDecoder::scanned_bytes
 #[derive(Debug, Clone)]
 pub struct LineDecoder {
+    sc: Scanner,
+    buf: Vec<u8>,
+}
+
+/// The parser proper: settings and positions, over a buffer it is handed (the decoder's own,
+/// or the caller's chunk on the copy-free path).
+#[derive(Debug, Clone)]
+struct Scanner {
     delimiter: Box<[u8]>,
     endings: LineEndings,
     max_length: usize,
-    buf: Vec<u8>,
     /// First byte not yet consumed.
     start: usize,
     /// Bytes in `buf[start..scan]` hold no line ending (the search resumes at `scan`).
@@ -95,15 +104,17 @@ impl LineDecoder {
     /// [`LineEndings::Exact`] mode. It allocates nothing until data arrives.
     pub fn new() -> LineDecoder {
         LineDecoder {
-            delimiter: DEFAULT_DELIMITER.into(),
-            endings: LineEndings::Exact,
-            max_length: DEFAULT_MAX_LINE_LENGTH,
+            sc: Scanner {
+                delimiter: DEFAULT_DELIMITER.into(),
+                endings: LineEndings::Exact,
+                max_length: DEFAULT_MAX_LINE_LENGTH,
+                start: 0,
+                scan: 0,
+                discarding: false,
+                frames: 0,
+                scanned: 0,
+            },
             buf: Vec::new(),
-            start: 0,
-            scan: 0,
-            discarding: false,
-            frames: 0,
-            scanned: 0,
         }
     }
 
@@ -118,13 +129,13 @@ impl LineDecoder {
 
     /// Sets the longest accepted line, in bytes, not counting the delimiter.
     pub fn with_max_length(mut self, max: usize) -> Self {
-        self.max_length = max;
+        self.sc.max_length = max;
         self
     }
 
     /// Sets which byte sequences end a line.
     pub fn with_line_endings(mut self, endings: LineEndings) -> Self {
-        self.endings = endings;
+        self.set_line_endings(endings);
         self
     }
 
@@ -134,34 +145,34 @@ impl LineDecoder {
     /// If `delimiter` is empty (a programming error, not bad input).
     pub fn set_delimiter(&mut self, delimiter: &[u8]) {
         assert!(!delimiter.is_empty(), "a line delimiter cannot be empty");
-        self.delimiter = delimiter.into();
-        self.scan = self.start;
+        self.sc.delimiter = delimiter.into();
+        self.sc.scan = self.sc.start;
     }
 
     /// The delimiter.
     pub fn delimiter(&self) -> &[u8] {
-        &self.delimiter
+        &self.sc.delimiter
     }
 
     /// Sets the longest accepted line; it applies to the line in progress too.
     pub fn set_max_length(&mut self, max: usize) {
-        self.max_length = max;
+        self.sc.max_length = max;
     }
 
     /// The longest accepted line, not counting the delimiter (default 16384).
     pub fn max_length(&self) -> usize {
-        self.max_length
+        self.sc.max_length
     }
 
     /// Sets which byte sequences end a line; buffered input is searched again.
     pub fn set_line_endings(&mut self, endings: LineEndings) {
-        self.endings = endings;
-        self.scan = self.start;
+        self.sc.endings = endings;
+        self.sc.scan = self.sc.start;
     }
 
     /// Which byte sequences end a line.
     pub fn line_endings(&self) -> LineEndings {
-        self.endings
+        self.sc.endings
     }
 
     /// Appends received bytes. Nothing is parsed until [`next_line`](LineDecoder::next_line).
@@ -178,37 +189,162 @@ impl LineDecoder {
         }
         let mut buf = Vec::with_capacity(data.len() + self.buffered_len());
         buf.extend_from_slice(data);
-        buf.extend_from_slice(&self.buf[self.start..]);
+        buf.extend_from_slice(&self.buf[self.sc.start..]);
         self.buf = buf;
-        self.start = 0;
-        self.scan = 0;
+        self.sc.start = 0;
+        self.sc.scan = 0;
     }
 
     /// The next line, without its delimiter; `Some(Err(_))` for a line that is too long or (in
     /// strict mode) holds a bare `\n`; `None` when more input is needed.
     pub fn next_line(&mut self) -> Option<Result<&[u8], FrameError>> {
+        self.sc.next(&self.buf)
+    }
+
+    /// Parses `data` and calls `on_line` with each result, in order, until it returns
+    /// [`ControlFlow::Break`]; whatever is left (an unfinished line, or everything after the
+    /// break) is kept for later. The same results as [`push`](LineDecoder::push) then
+    /// [`next_line`](LineDecoder::next_line), but when nothing is buffered, lines are handed
+    /// out straight from `data` and only the unparsed rest is copied, so a steady stream of
+    /// whole lines costs no copy and no allocation.
+    pub fn feed_with(
+        &mut self,
+        data: &[u8],
+        mut on_line: impl FnMut(Result<&[u8], FrameError>) -> ControlFlow<()>,
+    ) {
+        if self.buffered_len() > 0 {
+            self.push(data);
+            while let Some(result) = self.sc.next(&self.buf) {
+                if on_line(result).is_break() {
+                    return;
+                }
+            }
+            return;
+        }
+        self.compact();
+        // Positions now index `data`; the rest of it becomes the buffer at the end.
+        while let Some(result) = self.sc.next(data) {
+            if on_line(result).is_break() {
+                break;
+            }
+        }
+        self.buf.extend_from_slice(&data[self.sc.start..]);
+        self.sc.scan -= self.sc.start;
+        self.sc.start = 0;
+    }
+
+    /// Pushes `data` and returns every result it completes, as owned lines.
+    pub fn feed(&mut self, data: &[u8]) -> Vec<Result<Vec<u8>, FrameError>> {
+        let mut out = Vec::new();
+        self.feed_with(data, |result| {
+            out.push(result.map(<[u8]>::to_vec));
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    /// Bytes received and not yet consumed as lines (complete lines not yet taken, then the
+    /// unfinished line).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.sc.start..]
+    }
+
+    /// Bytes of memory the buffer holds (its capacity): zero while idle after whole frames,
+    /// never much more than one frame.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Number of bytes [`buffered`](LineDecoder::buffered).
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len() - self.sc.start
+    }
+
+    /// Consumes the first `n` buffered bytes without parsing them as lines (how raw-mode data
+    /// is delivered in place); parsing resumes after them.
+    pub fn consume(&mut self, n: usize) {
+        self.sc.start += n.min(self.buffered_len());
+        self.sc.scan = self.sc.start;
+        self.sc.discarding = false;
+    }
+
+    /// Removes and returns every byte not yet consumed (Twisted's `clearLineBuffer`), and
+    /// forgets a too-long line being discarded.
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        let rest = if self.sc.start == 0 {
+            std::mem::take(&mut self.buf)
+        } else {
+            let rest = self.buf[self.sc.start..].to_vec();
+            self.buf.clear();
+            rest
+        };
+        self.sc.start = 0;
+        self.sc.scan = 0;
+        self.sc.discarding = false;
+        rest
+    }
+
+    /// True while a line has begun and not ended (bytes buffered, or a too-long line being
+    /// discarded). Complete lines not yet taken count too.
+    pub fn is_mid_frame(&self) -> bool {
+        self.sc.discarding || self.sc.start < self.buf.len()
+    }
+
+    /// How many line endings have been consumed (lines, too-long and rejected lines).
+    pub fn frames(&self) -> u64 {
+        self.sc.frames
+    }
+
+    /// How many bytes the delimiter search has examined in total: at most about one per byte
+    /// received (the proof that parsing is linear).
+    pub fn scanned_bytes(&self) -> u64 {
+        self.sc.scanned
+    }
+
+    /// Drops consumed bytes from the front of the buffer; an emptied buffer larger than the
+    /// longest line it may have to hold is given back.
+    fn compact(&mut self) {
+        if self.sc.start == 0 && !self.buf.is_empty() {
+            return;
+        }
+        if self.sc.start == self.buf.len() {
+            self.buf.clear();
+            if self.buf.capacity() > SHRINK_ABOVE.max(self.sc.max_length + self.sc.delimiter.len()) {
+                self.buf = Vec::new();
+            }
+        } else {
+            self.buf.drain(..self.sc.start);
+        }
+        self.sc.scan -= self.sc.start.min(self.sc.scan);
+        self.sc.start = 0;
+    }
+}
+
+impl Scanner {
+    /// The next line in `buf` from `start` on (see [`LineDecoder::next_line`]).
+    fn next<'b>(&mut self, buf: &'b [u8]) -> Option<Result<&'b [u8], FrameError>> {
         let dlen = self.delimiter.len();
         let last = self.delimiter[dlen - 1];
         let watch_lf = self.endings != LineEndings::Exact && last != b'\n';
         loop {
             let from = self.scan.max(self.start);
-            let hay = &self.buf[from..];
+            let hay = &buf[from..];
             let found = if watch_lf { memchr::memchr2(last, b'\n', hay) } else { memchr::memchr(last, hay) };
             let Some(offset) = found else {
                 self.scanned += hay.len() as u64;
-                self.scan = self.buf.len();
-                return self.check_partial();
+                self.scan = buf.len();
+                return self.check_partial(buf);
             };
             self.scanned += offset as u64 + 1;
             let pos = from + offset;
             self.scan = pos + 1;
             // Where the line ends (exclusive), if the byte at `pos` ends one.
-            let is_delimiter = self.buf[pos] == last
+            let is_delimiter = buf[pos] == last
                 && pos + 1 >= self.start + dlen
-                && self.buf[pos + 1 - dlen..=pos] == *self.delimiter;
+                && buf[pos + 1 - dlen..=pos] == *self.delimiter;
             let end = if is_delimiter {
                 pos + 1 - dlen
-            } else if self.buf[pos] == b'\n' && self.endings != LineEndings::Exact {
+            } else if buf[pos] == b'\n' && self.endings != LineEndings::Exact {
                 if self.endings == LineEndings::Strict {
                     let discarded = std::mem::replace(&mut self.discarding, false);
                     self.consume_to(pos + 1);
@@ -217,7 +353,7 @@ impl LineDecoder {
                     }
                     return Some(Err(FrameError::BareLineFeed));
                 }
-                if pos > self.start && self.buf[pos - 1] == b'\r' {
+                if pos > self.start && buf[pos - 1] == b'\r' {
                     pos - 1
                 } else {
                     pos
@@ -233,7 +369,7 @@ impl LineDecoder {
             if end - line_start > self.max_length {
                 return Some(Err(FrameError::LineTooLong { max: self.max_length }));
             }
-            return Some(Ok(&self.buf[line_start..end]));
+            return Some(Ok(&buf[line_start..end]));
         }
     }
 
@@ -244,27 +380,26 @@ impl LineDecoder {
         self.frames += 1;
     }
 
-    /// No line ending in the buffer: reject (or keep discarding) an unfinished line that can
-    /// no longer end within the limit.
-    fn check_partial(&mut self) -> Option<Result<&[u8], FrameError>> {
-        let partial = self.buf.len() - self.start;
-        let keep = self.possible_delimiter_start();
+    /// No line ending in `buf`: reject (or keep discarding) an unfinished line that can no
+    /// longer end within the limit.
+    fn check_partial<'b>(&mut self, buf: &'b [u8]) -> Option<Result<&'b [u8], FrameError>> {
+        let partial = buf.len() - self.start;
+        let keep = self.possible_delimiter_start(&buf[self.start..]);
         if self.discarding {
             // Drop everything but what may be the start of the line ending.
-            self.start = self.buf.len() - keep;
+            self.start = buf.len() - keep;
             return None;
         }
         if partial - keep > self.max_length {
             self.discarding = true;
-            self.start = self.buf.len() - keep;
+            self.start = buf.len() - keep;
             return Some(Err(FrameError::LineTooLong { max: self.max_length }));
         }
         None
     }
 
-    /// How many bytes at the end of the buffer may be the beginning of a line ending.
-    fn possible_delimiter_start(&self) -> usize {
-        let pending = &self.buf[self.start..];
+    /// How many bytes at the end of `pending` may be the beginning of a line ending.
+    fn possible_delimiter_start(&self, pending: &[u8]) -> usize {
         let mut keep = 0;
         for k in (1..self.delimiter.len()).rev() {
             if pending.ends_with(&self.delimiter[..k]) {
@@ -276,76 +411,5 @@ impl LineDecoder {
             keep = keep.max(1);
         }
         keep
-    }
-
-    /// Pushes `data` and returns every result it completes, as owned lines.
-    pub fn feed(&mut self, data: &[u8]) -> Vec<Result<Vec<u8>, FrameError>> {
-        self.push(data);
-        let mut out = Vec::new();
-        while let Some(result) = self.next_line() {
-            out.push(result.map(<[u8]>::to_vec));
-        }
-        out
-    }
-
-    /// Bytes received and not yet consumed as lines (complete lines not yet taken, then the
-    /// unfinished line).
-    pub fn buffered(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-
-    /// Number of bytes [`buffered`](LineDecoder::buffered).
-    pub fn buffered_len(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    /// Removes and returns every byte not yet consumed (Twisted's `clearLineBuffer`), and
-    /// forgets a too-long line being discarded.
-    pub fn take_buffered(&mut self) -> Vec<u8> {
-        let rest = if self.start == 0 {
-            std::mem::take(&mut self.buf)
-        } else {
-            let rest = self.buf[self.start..].to_vec();
-            self.buf.clear();
-            rest
-        };
-        self.start = 0;
-        self.scan = 0;
-        self.discarding = false;
-        rest
-    }
-
-    /// True while a line has begun and not ended (bytes buffered, or a too-long line being
-    /// discarded). Complete lines not yet taken count too.
-    pub fn is_mid_frame(&self) -> bool {
-        self.discarding || self.start < self.buf.len()
-    }
-
-    /// How many line endings have been consumed (lines, too-long and rejected lines).
-    pub fn frames(&self) -> u64 {
-        self.frames
-    }
-
-    /// How many bytes the delimiter search has examined in total: at most about one per byte
-    /// received (the proof that parsing is linear).
-    pub fn scanned_bytes(&self) -> u64 {
-        self.scanned
-    }
-
-    /// Drops consumed bytes from the front of the buffer.
-    fn compact(&mut self) {
-        if self.start == 0 {
-            return;
-        }
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            if self.buf.capacity() > SHRINK_ABOVE {
-                self.buf = Vec::new();
-            }
-        } else {
-            self.buf.drain(..self.start);
-        }
-        self.scan -= self.start.min(self.scan);
-        self.start = 0;
     }
 }

@@ -1,6 +1,6 @@
 //! [`LineReceiver`]: a [`Protocol`] that hands complete lines to a [`LineHandler`].
 
-use std::ops::{Deref, DerefMut};
+use std::ops::{ControlFlow, Deref, DerefMut};
 use std::time::Duration;
 
 use torsion_reactor::{Ctx, DisconnectReason, Protocol, TimerId};
@@ -62,6 +62,9 @@ pub trait LineHandler: 'static {
 enum LineOp {
     Raw,
     Line(Vec<u8>),
+    /// Line mode again from this offset of the raw chunk being delivered (`set_line_mode`
+    /// with a tail of that chunk: nothing to copy).
+    LineAt(usize),
     Clear,
     MaxLength(usize),
 }
@@ -83,6 +86,8 @@ struct Control {
     /// The peer's FIN arrived: no frame can complete any more.
     eof_seen: bool,
     ops: Vec<LineOp>,
+    /// Address and length of the raw chunk being delivered, during `raw_data_received`.
+    raw_chunk: Option<(usize, usize)>,
 }
 
 impl Control {
@@ -146,9 +151,19 @@ impl<'b> LineCtx<'_, 'b> {
 
     /// Switches to line mode; `extra` is parsed as lines first, before anything else not yet
     /// delivered (a raw-mode handler hands back what it read too far this way).
+    ///
+    /// When `extra` is a tail of the `data` given to this `raw_data_received` call (the usual
+    /// `lx.set_line_mode(&data[used..])`) nothing is copied, so many switches within one
+    /// chunk cost time linear in its size.
     pub fn set_line_mode(&mut self, extra: &[u8]) {
         self.ctl.raw = false;
-        self.ctl.ops.push(LineOp::Line(extra.to_vec()));
+        let (at, end) = (extra.as_ptr() as usize, extra.as_ptr() as usize + extra.len());
+        match self.ctl.raw_chunk {
+            Some((start, len)) if self.ctl.ops.is_empty() && at >= start && end == start + len => {
+                self.ctl.ops.push(LineOp::LineAt(at - start));
+            }
+            _ => self.ctl.ops.push(LineOp::Line(extra.to_vec())),
+        }
     }
 
     /// True in raw mode (as requested so far in this callback).
@@ -289,6 +304,7 @@ impl<H: LineHandler> LineReceiver<H> {
             eof_pending: false,
             eof_seen: false,
             ops: Vec::new(),
+            raw_chunk: None,
         };
         LineReceiver { handler, decoder, ctl, deadline: FrameDeadline::default() }
     }
@@ -370,7 +386,8 @@ impl<H: LineHandler> LineReceiver<H> {
     fn apply(&mut self) {
         for op in std::mem::take(&mut self.ctl.ops) {
             match op {
-                LineOp::Raw => {}
+                // Handled by `after_raw`, which runs first.
+                LineOp::Raw | LineOp::LineAt(_) => {}
                 LineOp::Line(extra) => self.decoder.prepend(&extra),
                 LineOp::Clear => drop(self.decoder.take_buffered()),
                 LineOp::MaxLength(max) => self.decoder.set_max_length(max),
@@ -386,9 +403,19 @@ impl<H: LineHandler> LineReceiver<H> {
                 if self.decoder.buffered_len() == 0 {
                     break;
                 }
-                let raw = self.decoder.take_buffered();
+                // Deliver the buffered bytes in place; they count as consumed unless the
+                // handler hands a tail back with `set_line_mode`.
+                let raw = self.decoder.buffered();
+                self.ctl.raw_chunk = Some((raw.as_ptr() as usize, raw.len()));
                 let mut lx = LineCtx { cx, ctl: &mut self.ctl };
-                self.handler.raw_data_received(&mut lx, &raw);
+                self.handler.raw_data_received(&mut lx, raw);
+                self.ctl.raw_chunk = None;
+                let len = raw.len();
+                let used = match self.ctl.ops.first() {
+                    Some(LineOp::LineAt(at)) => *at,
+                    _ => len,
+                };
+                self.decoder.consume(used);
                 self.apply();
                 continue;
             }
@@ -425,15 +452,37 @@ impl<H: LineHandler> Protocol for LineReceiver<H> {
         if self.ctl.closed {
             return;
         }
-        if self.ctl.raw && self.ctl.delivering() && self.decoder.buffered_len() == 0 {
+        if !self.ctl.delivering() {
+            self.decoder.push(data);
+            // Someone else resumed reading while we hold lines back: hold the socket too.
+            cx.transport().pause_reading();
+        } else if self.ctl.raw && self.decoder.buffered_len() == 0 {
             // Raw mode with nothing held back: hand the reactor's slice over without copying.
+            self.ctl.raw_chunk = Some((data.as_ptr() as usize, data.len()));
             self.handler.raw_data_received(&mut LineCtx { cx, ctl: &mut self.ctl }, data);
+            self.ctl.raw_chunk = None;
+            if let Some(LineOp::LineAt(at)) = self.ctl.ops.first() {
+                self.decoder.push(&data[*at..]);
+            }
+        } else if !self.ctl.raw {
+            // Lines straight from the reactor's buffer while nothing changes the parse; the
+            // rest (after a pause or a mode switch) is kept and handled by `pump`.
+            let (handler, ctl) = (&mut self.handler, &mut self.ctl);
+            self.decoder.feed_with(data, |next| {
+                let mut lx = LineCtx { cx: &mut *cx, ctl: &mut *ctl };
+                match next {
+                    Ok(line) => handler.line_received(&mut lx, line),
+                    Err(FrameError::LineTooLong { .. }) => handler.line_length_exceeded(&mut lx),
+                    Err(e) => lx.lose_connection_with(DisconnectReason::ProtocolError(e.to_string())),
+                }
+                if ctl.ops.is_empty() && ctl.delivering() && !ctl.raw {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            });
         } else {
             self.decoder.push(data);
-            if !self.ctl.delivering() {
-                // Someone else resumed reading while we hold lines back: hold the socket too.
-                cx.transport().pause_reading();
-            }
         }
         self.pump(cx);
     }

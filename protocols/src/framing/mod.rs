@@ -71,6 +71,8 @@
 //! assert_eq!(h.take_written(id), b"4\r\n5\r\n");
 //! ```
 
+use std::ops::ControlFlow;
+
 mod deadline;
 mod error;
 mod int_prefixed;
@@ -98,6 +100,26 @@ pub trait StringDecoder: std::fmt::Debug + 'static {
 
     /// The next complete string, an error, or `None` when more input is needed.
     fn next_string(&mut self) -> Option<Result<&[u8], FrameError>>;
+
+    /// Parses `data` and calls `on_string` with each result, in order, until it returns
+    /// [`ControlFlow::Break`]; whatever is left is kept for later. The same results as
+    /// [`push`](StringDecoder::push) then [`next_string`](StringDecoder::next_string); the
+    /// decoders here hand strings out straight from `data` when nothing is buffered, copying
+    /// only an unfinished frame.
+    fn feed_with(
+        &mut self,
+        data: &[u8],
+        mut on_string: impl FnMut(Result<&[u8], FrameError>) -> ControlFlow<()>,
+    ) where
+        Self: Sized,
+    {
+        self.push(data);
+        while let Some(result) = self.next_string() {
+            if on_string(result).is_break() {
+                return;
+            }
+        }
+    }
 
     /// Bytes received and not yet consumed.
     fn buffered_len(&self) -> usize;

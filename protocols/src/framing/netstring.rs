@@ -1,6 +1,8 @@
 //! [`NetstringDecoder`]: D. J. Bernstein's netstrings, `<length>:<data>,`. Pure: no sockets,
 //! no reactor.
 
+use std::ops::ControlFlow;
+
 use super::int_prefixed::{feed, DEFAULT_MAX_STRING_LENGTH};
 use super::{FrameError, FrameHeader, StringDecoder, StringEncoder};
 
@@ -80,8 +82,15 @@ enum State {
 /// ```
 #[derive(Debug, Clone)]
 pub struct NetstringDecoder {
-    encoder: NetstringEncoder,
+    core: Core,
     buf: Vec<u8>,
+}
+
+/// The parser proper, over a buffer it is handed (the decoder's own, or the caller's chunk on
+/// the copy-free path).
+#[derive(Debug, Clone)]
+struct Core {
+    encoder: NetstringEncoder,
     start: usize,
     state: State,
     frames: u64,
@@ -107,18 +116,26 @@ impl NetstringDecoder {
     /// A decoder with the default maximum of 99999 bytes.
     pub fn new() -> NetstringDecoder {
         NetstringDecoder {
-            encoder: NetstringEncoder { max_length: DEFAULT_MAX_STRING_LENGTH },
+            core: Core {
+                encoder: NetstringEncoder { max_length: DEFAULT_MAX_STRING_LENGTH },
+                start: 0,
+                state: State::Length { value: 0, digits: 0 },
+                frames: 0,
+            },
             buf: Vec::new(),
-            start: 0,
-            state: State::Length { value: 0, digits: 0 },
-            frames: 0,
         }
     }
 
     /// Sets the longest accepted string.
     pub fn with_max_length(mut self, max: usize) -> Self {
-        self.encoder.max_length = max;
+        self.core.encoder.max_length = max;
         self
+    }
+
+    /// Bytes of memory the buffer holds (its capacity): zero while idle after whole frames,
+    /// never much more than one frame.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Pushes `data` and returns every result it completes, as owned strings.
@@ -128,59 +145,42 @@ impl NetstringDecoder {
 
     /// True once malformed input was seen (nothing more will be decoded).
     pub fn is_failed(&self) -> bool {
-        self.state == State::Failed
+        self.core.state == State::Failed
     }
 
-    fn fail(&mut self, what: &'static str) -> Option<Result<&[u8], FrameError>> {
-        self.state = State::Failed;
-        self.buf = Vec::new();
-        self.start = 0;
-        Some(Err(FrameError::MalformedNetstring(what)))
-    }
-
+    /// Drops consumed bytes (all of them after a failure); an emptied buffer larger than a
+    /// frame is given back.
     fn compact(&mut self) {
-        if self.start == 0 {
-            return;
-        }
-        if self.start == self.buf.len() {
+        if self.core.start == self.buf.len() || self.is_failed() {
             self.buf.clear();
-            if self.buf.capacity() > SHRINK_ABOVE {
+            if self.buf.capacity() > SHRINK_ABOVE.max(self.core.encoder.max_length.saturating_add(24))
+                || self.is_failed()
+            {
                 self.buf = Vec::new();
             }
-        } else {
-            self.buf.drain(..self.start);
+        } else if self.core.start > 0 {
+            self.buf.drain(..self.core.start);
         }
-        self.start = 0;
+        self.core.start = 0;
     }
 }
 
-impl StringDecoder for NetstringDecoder {
-    type Encoder = NetstringEncoder;
-
-    fn push(&mut self, mut data: &[u8]) {
-        if self.state == State::Failed {
-            return;
-        }
-        self.compact();
-        if let State::Skip(left) = self.state {
-            if self.buf.is_empty() {
-                let drop = left.min(data.len() as u64);
-                data = &data[drop as usize..];
-                self.state = if drop == left { State::SkipComma } else { State::Skip(left - drop) };
-            }
-        }
-        self.buf.extend_from_slice(data);
+impl Core {
+    fn fail<'b>(&mut self, what: &'static str) -> Option<Result<&'b [u8], FrameError>> {
+        self.state = State::Failed;
+        Some(Err(FrameError::MalformedNetstring(what)))
     }
 
-    fn next_string(&mut self) -> Option<Result<&[u8], FrameError>> {
+    /// The next netstring in `buf` from `start` on.
+    fn next<'b>(&mut self, buf: &'b [u8]) -> Option<Result<&'b [u8], FrameError>> {
         loop {
-            let avail = self.buf.len() - self.start;
+            let avail = buf.len() - self.start;
             match self.state {
                 State::Failed => return None,
                 State::Length { mut value, mut digits } => {
                     let max_digits = digit_count(self.encoder.max_length);
                     loop {
-                        let Some(&byte) = self.buf.get(self.start) else {
+                        let Some(&byte) = buf.get(self.start) else {
                             self.state = State::Length { value, digits };
                             return None;
                         };
@@ -191,15 +191,15 @@ impl StringDecoder for NetstringDecoder {
                                     return self.fail("the length has a leading zero");
                                 }
                                 digits += 1;
-                                if digits > max_digits {
-                                    return self.fail("the length has more digits than the maximum allows");
+                                let next =
+                                    value.checked_mul(10).and_then(|v| v.checked_add(u64::from(byte - b'0')));
+                                match next {
+                                    Some(next) if digits <= max_digits => value = next,
+                                    _ => {
+                                        return self
+                                            .fail("the length has more digits than the maximum allows")
+                                    }
                                 }
-                                let Some(next) =
-                                    value.checked_mul(10).and_then(|v| v.checked_add(u64::from(byte - b'0')))
-                                else {
-                                    return self.fail("the length has more digits than the maximum allows");
-                                };
-                                value = next;
                             }
                             b':' if digits == 0 => return self.fail("the length is empty"),
                             b':' => break,
@@ -220,14 +220,14 @@ impl StringDecoder for NetstringDecoder {
                     if avail <= length {
                         return None;
                     }
-                    if self.buf[self.start + length] != b',' {
+                    if buf[self.start + length] != b',' {
                         return self.fail("missing comma after the string");
                     }
                     let body = self.start;
                     self.start += length + 1;
                     self.state = State::Length { value: 0, digits: 0 };
                     self.frames += 1;
-                    return Some(Ok(&self.buf[body..body + length]));
+                    return Some(Ok(&buf[body..body + length]));
                 }
                 State::Skip(left) => {
                     let drop = left.min(avail as u64);
@@ -242,7 +242,7 @@ impl StringDecoder for NetstringDecoder {
                     if avail == 0 {
                         return None;
                     }
-                    if self.buf[self.start] != b',' {
+                    if buf[self.start] != b',' {
                         return self.fail("missing comma after the string");
                     }
                     self.start += 1;
@@ -252,32 +252,91 @@ impl StringDecoder for NetstringDecoder {
             }
         }
     }
+}
+
+/// Skipping a too-long body with nothing buffered: drops its bytes from the front of `data`
+/// without copying them; returns the rest.
+fn skip_directly<'d>(core: &mut Core, nothing_buffered: bool, data: &'d [u8]) -> &'d [u8] {
+    let State::Skip(left) = core.state else { return data };
+    if !nothing_buffered {
+        return data;
+    }
+    let drop = left.min(data.len() as u64);
+    core.state = if drop == left { State::SkipComma } else { State::Skip(left - drop) };
+    &data[drop as usize..]
+}
+
+impl StringDecoder for NetstringDecoder {
+    type Encoder = NetstringEncoder;
+
+    fn push(&mut self, data: &[u8]) {
+        self.compact();
+        if self.is_failed() {
+            return;
+        }
+        let data = skip_directly(&mut self.core, self.buf.is_empty(), data);
+        self.buf.extend_from_slice(data);
+    }
+
+    fn next_string(&mut self) -> Option<Result<&[u8], FrameError>> {
+        self.core.next(&self.buf)
+    }
+
+    fn feed_with(
+        &mut self,
+        data: &[u8],
+        mut on_string: impl FnMut(Result<&[u8], FrameError>) -> ControlFlow<()>,
+    ) {
+        if self.buffered_len() > 0 || self.is_failed() {
+            self.push(data);
+            while let Some(result) = self.core.next(&self.buf) {
+                if on_string(result).is_break() {
+                    return;
+                }
+            }
+            return;
+        }
+        self.compact();
+        let data = skip_directly(&mut self.core, true, data);
+        while let Some(result) = self.core.next(data) {
+            if on_string(result).is_break() {
+                break;
+            }
+        }
+        if !self.is_failed() {
+            self.buf.extend_from_slice(&data[self.core.start..]);
+        }
+        self.core.start = 0;
+    }
 
     fn buffered_len(&self) -> usize {
-        self.buf.len() - self.start
+        if self.is_failed() {
+            return 0;
+        }
+        self.buf.len() - self.core.start
     }
 
     fn is_mid_frame(&self) -> bool {
-        match self.state {
+        match self.core.state {
             State::Failed => false,
-            State::Length { digits, .. } => digits > 0 || self.start < self.buf.len(),
+            State::Length { digits, .. } => digits > 0 || self.core.start < self.buf.len(),
             _ => true,
         }
     }
 
     fn frames(&self) -> u64 {
-        self.frames
+        self.core.frames
     }
 
     fn max_length(&self) -> usize {
-        self.encoder.max_length
+        self.core.encoder.max_length
     }
 
     fn set_max_length(&mut self, max: usize) {
-        self.encoder.max_length = max;
+        self.core.encoder.max_length = max;
     }
 
     fn encoder(&self) -> NetstringEncoder {
-        self.encoder
+        self.core.encoder
     }
 }

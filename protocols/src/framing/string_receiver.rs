@@ -1,7 +1,7 @@
 //! [`StringReceiver`]: a [`Protocol`] that hands complete length-prefixed strings or netstrings
 //! to a [`StringHandler`].
 
-use std::ops::{Deref, DerefMut};
+use std::ops::{ControlFlow, Deref, DerefMut};
 use std::time::Duration;
 
 use torsion_reactor::{Ctx, DisconnectReason, Protocol, TimerId};
@@ -392,9 +392,30 @@ impl<D: StringDecoder, H: StringHandler> Protocol for StringReceiver<D, H> {
         if self.ctl.closed {
             return;
         }
-        self.decoder.push(data);
         if !self.ctl.delivering() {
+            self.decoder.push(data);
+            // Someone else resumed reading while we hold strings back: hold the socket too.
             cx.transport().pause_reading();
+        } else {
+            // Strings straight from the reactor's buffer until something changes; the rest is
+            // kept and handled by `pump`.
+            let max_length = self.decoder.max_length();
+            let (handler, ctl, encoder) = (&mut self.handler, &mut self.ctl, &self.encoder);
+            self.decoder.feed_with(data, |next| {
+                let mut sx = StringCtx { cx: &mut *cx, ctl: &mut *ctl, encoder, max_length };
+                match next {
+                    Ok(data) => handler.string_received(&mut sx, data),
+                    Err(FrameError::LengthLimitExceeded { length, .. }) => {
+                        handler.length_limit_exceeded(&mut sx, length)
+                    }
+                    Err(e) => sx.lose_connection_with(DisconnectReason::ProtocolError(e.to_string())),
+                }
+                if ctl.delivering() && ctl.new_max_length.is_none() {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            });
         }
         self.pump(cx);
     }
