@@ -30,11 +30,28 @@
 //! choose another.`, at login and for `/nick` alike. Any disconnect of a named client, of any
 //! kind, tells the others `* NAME has left`.
 //!
-//! # Limits: one client cannot hurt the rest
-//! * Each client's write buffer is capped (1 MiB by default): a client that does not read
-//!   fills it and is aborted with [`DisconnectReason::BufferOverflow`] when it goes over; the others see it leave and lose nothing. Before that, its buffer
-//!   crossing the high watermark pauses reading *its* input, so it cannot talk while not
-//!   listening.
+//! # Fan-out flow control: slow readers lose nothing, non-readers are cut off
+//! One line in becomes a line out to every member, so talkers can produce faster than a
+//! reader takes. The room applies backpressure, Twisted's producer/consumer across
+//! connections:
+//! * When a broadcast leaves a member's write buffer above its high watermark (64 KiB), that
+//!   member is *congested*, and every talker is held back: the reactor stops reading the
+//!   talker's socket (lines it already sent in that read are still relayed), and TCP pushes
+//!   back on it. When every congested member has drained to its low watermark, the talkers
+//!   are resumed. A client that reads, however slowly, is never cut off and misses nothing.
+//! * A client that does not read must not stall the room: once it has been congested for
+//!   [`DEFAULT_MAX_STALL`] (1 s), the room stops waiting for it, for good. Its buffer then
+//!   fills to the cap (1 MiB by default) and the transport aborts it with
+//!   [`DisconnectReason::BufferOverflow`]; the others see it leave and lose nothing. Its own
+//!   input was paused as soon as its buffer crossed the high watermark, so it cannot talk
+//!   while not listening.
+//! * Input is read in small slices: [`tune_reactor`] caps each connection's reads at 16 KiB
+//!   per turn of the loop, which bounds what a held talker still relays, and what one turn
+//!   of fan-out adds to any recipient's buffer. With the reactor's default (up to 16 reads of
+//!   256 KiB per turn), a server that fell behind would read megabytes from each talker in
+//!   one turn and push every recipient over its cap at once.
+//!
+//! # Other limits
 //! * An idle timeout (off by default) closes connections that send nothing for that long
 //!   ([`TimeoutProtocol`]).
 //! * At most 10,000 connections by default ([`LimitConnectionsFactory`]); one more reads
@@ -45,6 +62,7 @@
 //! use torsion_reactor::Reactor;
 //!
 //! let mut reactor = Reactor::new().unwrap();
+//! torsion_examples::chat::tune_reactor(&mut reactor);
 //! let server = ChatServer::new(ChatConfig::default());
 //! let room = server.room();
 //! let port = reactor.listen_tcp("127.0.0.1:8000".parse().unwrap(), server).unwrap();
@@ -54,7 +72,7 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -63,8 +81,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use torsion_protocols::framing::{LineCtx, LineDecoder, LineEndings, LineHandler, LineReceiver};
 use torsion_protocols::policies::{LimitConnectionsFactory, TimeoutProtocol};
-use torsion_reactor::{ConnId, Ctx, DisconnectReason, Factory, Protocol};
-use tracing::{debug, info};
+use torsion_reactor::{ConnId, Ctx, DisconnectReason, Factory, Protocol, Reactor, TimerId};
+use tracing::{debug, info, warn};
 
 /// The longest line a client may send, in bytes, not counting the line ending.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 4096;
@@ -74,6 +92,13 @@ pub const DEFAULT_MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
 /// The most connections served at once; one more reads `Server full` and is closed.
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+
+/// The most bytes read from one connection per turn of the loop (see [`tune_reactor`]).
+pub const READ_PER_TURN: usize = 16 * 1024;
+
+/// How long a client whose write buffer is above its high watermark may hold the talkers
+/// back before the room stops waiting for it: 1 s.
+pub const DEFAULT_MAX_STALL: Duration = Duration::from_secs(1);
 
 /// The longest name, in characters.
 pub const MAX_NAME_CHARS: usize = 32;
@@ -99,6 +124,9 @@ pub struct ChatConfig {
     pub idle_timeout: Option<Duration>,
     /// The most connections at once ([`DEFAULT_MAX_CLIENTS`]).
     pub max_clients: usize,
+    /// The longest one congested client may hold the talkers back ([`DEFAULT_MAX_STALL`]);
+    /// after that it is left to its write-buffer cap.
+    pub max_stall: Duration,
 }
 
 impl Default for ChatConfig {
@@ -108,37 +136,71 @@ impl Default for ChatConfig {
             max_write_buffer: DEFAULT_MAX_WRITE_BUFFER,
             idle_timeout: None,
             max_clients: DEFAULT_MAX_CLIENTS,
+            max_stall: DEFAULT_MAX_STALL,
         }
     }
 }
 
-/// Who is online: names (kept sorted) and their connections. Cheap to clone (it is shared);
-/// single-threaded like the reactor.
+/// The room's shared state.
+#[derive(Debug, Default)]
+struct RoomState {
+    /// Who is online, by name (so names come out sorted).
+    members: BTreeMap<String, ConnId>,
+    /// Members whose write buffer is above its high watermark and who hold the talkers back,
+    /// each with the epoch it became congested in (so a stale stall timer is recognised).
+    congested: Vec<(ConnId, u64)>,
+    /// Members that stayed congested for longer than the stall limit: they never hold the room
+    /// back again and are left to their write-buffer cap.
+    exempt: HashSet<ConnId>,
+    /// Connections whose reading is paused because the room is congested.
+    held: Vec<ConnId>,
+    /// Counter for `congested` epochs.
+    epoch: u64,
+    /// How long one member may hold the room back.
+    max_stall: Duration,
+}
+
+/// Who is online: names (kept sorted) and their connections, plus the fan-out flow control
+/// (see the module docs). Cheap to clone (it is shared); single-threaded like the reactor.
 #[derive(Clone, Default)]
 pub struct Room {
-    members: Rc<RefCell<BTreeMap<String, ConnId>>>,
+    state: Rc<RefCell<RoomState>>,
 }
 
 impl fmt::Debug for Room {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Room").field("names", &self.names()).finish()
+        let state = self.state.borrow();
+        f.debug_struct("Room")
+            .field("names", &state.members.keys().collect::<Vec<_>>())
+            .field("congested", &state.congested.len())
+            .field("held", &state.held.len())
+            .finish()
     }
 }
 
 impl Room {
+    fn new(max_stall: Duration) -> Room {
+        Room { state: Rc::new(RefCell::new(RoomState { max_stall, ..RoomState::default() })) }
+    }
+
     /// The names online, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.members.borrow().keys().cloned().collect()
+        self.state.borrow().members.keys().cloned().collect()
     }
 
     /// How many clients are online (named; clients still choosing a name are not counted).
     pub fn len(&self) -> usize {
-        self.members.borrow().len()
+        self.state.borrow().members.len()
     }
 
     /// True when nobody is online.
     pub fn is_empty(&self) -> bool {
-        self.members.borrow().is_empty()
+        self.state.borrow().members.is_empty()
+    }
+
+    /// How many connections are paused now, waiting for a congested member to catch up.
+    pub fn held_back(&self) -> usize {
+        self.state.borrow().held.len()
     }
 
     /// `Online: a, b, c`.
@@ -147,35 +209,115 @@ impl Room {
     }
 
     fn is_taken(&self, name: &str) -> bool {
-        self.members.borrow().contains_key(name)
+        self.state.borrow().members.contains_key(name)
     }
 
     fn join(&self, name: &str, id: ConnId) {
-        self.members.borrow_mut().insert(name.to_owned(), id);
+        self.state.borrow_mut().members.insert(name.to_owned(), id);
     }
 
+    /// Takes `name` out of the room. Does not touch flow control (a rename calls it too).
     fn leave(&self, name: &str) {
-        self.members.borrow_mut().remove(name);
+        self.state.borrow_mut().members.remove(name);
     }
 
-    /// Sends `line` (plus `\r\n`) to every member but `except`. The line is built once and
-    /// shared by every recipient's write buffer. A member whose buffer goes over its cap is
-    /// aborted by its transport; its `connection_lost` (run after this callback) takes it out
-    /// of the room.
+    /// Sends `line` (plus `\r\n`) to every member but `except`, then holds `except` back if a
+    /// member is congested. The line is built once and shared by every recipient's write
+    /// buffer. A member whose buffer goes over its cap is aborted by its transport; its
+    /// `connection_lost` (run after this callback) takes it out of the room.
     fn broadcast(&self, cx: &mut Ctx<'_>, except: ConnId, line: &str) {
         let mut bytes = Vec::with_capacity(line.len() + 2);
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
         let bytes = Bytes::from(bytes);
-        for &id in self.members.borrow().values() {
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
+        for &id in state.members.values() {
             if id == except {
                 continue;
             }
-            if let Some(mut transport) = cx.transport_for(id) {
-                transport.write_bytes(bytes.clone());
+            let Some(mut transport) = cx.transport_for(id) else { continue };
+            let above_high = transport.write_bytes(bytes.clone());
+            if above_high && !state.exempt.contains(&id) && !state.congested.iter().any(|(c, _)| *c == id) {
+                // Newly congested: it holds the talkers back for at most `max_stall`.
+                state.epoch += 1;
+                let epoch = state.epoch;
+                state.congested.push((id, epoch));
+                let room = self.clone();
+                cx.call_later_fn(state.max_stall, move |cx| room.stall_expired(cx, id, epoch));
+            }
+        }
+        if !state.congested.is_empty() {
+            // Stop reading the talker until every congested member has caught up. Lines it
+            // already sent in this read are still delivered; nothing more is read. (Paused
+            // again even if already held: its own protocol may have resumed reading.)
+            if let Some(mut transport) = cx.transport_for(except) {
+                transport.pause_reading();
+                if !state.held.contains(&except) {
+                    state.held.push(except);
+                }
             }
         }
     }
+
+    /// `id`'s write buffer drained to its low watermark: it no longer holds anyone back.
+    fn drained(&self, cx: &mut Ctx<'_>, id: ConnId) {
+        self.state.borrow_mut().congested.retain(|(c, _)| *c != id);
+        self.release_if_clear(cx);
+    }
+
+    /// `id`'s connection is over: forget it in the flow control.
+    fn gone(&self, cx: &mut Ctx<'_>, id: ConnId) {
+        {
+            let mut state = self.state.borrow_mut();
+            state.congested.retain(|(c, _)| *c != id);
+            state.held.retain(|h| *h != id);
+            state.exempt.remove(&id);
+        }
+        self.release_if_clear(cx);
+    }
+
+    /// A member stayed congested for `max_stall`: it is not reading, or not fast enough. It
+    /// stops holding the room back and is left to its write-buffer cap.
+    fn stall_expired(&self, cx: &mut Ctx<'_>, id: ConnId, epoch: u64) {
+        {
+            let mut state = self.state.borrow_mut();
+            let before = state.congested.len();
+            state.congested.retain(|entry| *entry != (id, epoch));
+            if state.congested.len() == before {
+                return; // It caught up (or left) in time.
+            }
+            state.exempt.insert(id);
+            let name = state.members.iter().find(|(_, c)| **c == id).map(|(n, _)| n.clone());
+            warn!(?name, stall = ?state.max_stall, "a client is not keeping up; no longer waiting for it");
+        }
+        self.release_if_clear(cx);
+    }
+
+    /// Resumes reading every held connection once no member is congested.
+    fn release_if_clear(&self, cx: &mut Ctx<'_>) {
+        let held = {
+            let mut state = self.state.borrow_mut();
+            if !state.congested.is_empty() {
+                return;
+            }
+            std::mem::take(&mut state.held)
+        };
+        for id in held {
+            if let Some(mut transport) = cx.transport_for(id) {
+                transport.resume_reading();
+            }
+        }
+    }
+}
+
+/// Sets the reactor up for fan-out: one read of at most [`READ_PER_TURN`] bytes per connection
+/// per turn. What one turn reads is broadcast and then flushed at the end of the turn, so this
+/// bounds how much a turn can add to any recipient's write buffer (16 KiB per talking client),
+/// and how much a talker still relays after the room has held it back.
+pub fn tune_reactor(reactor: &mut Reactor) {
+    reactor.set_read_buffer_size(READ_PER_TURN);
+    reactor.set_reads_per_turn(1);
 }
 
 /// Whether `name` is acceptable: 1 to [`MAX_NAME_CHARS`] characters, each a letter, a digit,
@@ -202,7 +344,7 @@ impl fmt::Debug for ChatServer {
 impl ChatServer {
     /// A server with an empty room.
     pub fn new(config: ChatConfig) -> ChatServer {
-        let room = Room::default();
+        let room = Room::new(config.max_stall);
         let mut limited =
             LimitConnectionsFactory::new(Builder { room: room.clone(), config: config.clone() });
         limited
@@ -241,11 +383,55 @@ impl Factory for Builder {
         let decoder = LineDecoder::new()
             .with_max_length(self.config.max_line_length)
             .with_line_endings(LineEndings::Lenient);
-        let receiver = LineReceiver::with_decoder(chatter, decoder);
+        let member =
+            Member { receiver: LineReceiver::with_decoder(chatter, decoder), room: self.room.clone() };
         Some(match self.config.idle_timeout {
-            Some(idle) => Box::new(TimeoutProtocol::new(receiver, Some(idle))),
-            None => Box::new(receiver),
+            Some(idle) => Box::new(TimeoutProtocol::new(member, Some(idle))),
+            None => Box::new(member),
         })
+    }
+}
+
+/// A client's protocol: its [`LineReceiver`], plus telling the room when this client's write
+/// buffer has drained (the receiver's own `resume_producing` resumes its reading; the room
+/// also resumes the talkers this client was holding back).
+#[derive(Debug)]
+struct Member {
+    receiver: LineReceiver<Chatter>,
+    room: Room,
+}
+
+impl Protocol for Member {
+    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+        self.receiver.connection_made(cx);
+    }
+
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        self.receiver.data_received(cx, data);
+    }
+
+    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
+        self.receiver.eof_received(cx)
+    }
+
+    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        self.receiver.connection_lost(cx, reason);
+        let id = cx.conn_id();
+        self.room.gone(cx, id);
+    }
+
+    fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
+        self.receiver.timer_fired(cx, timer);
+    }
+
+    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        self.receiver.pause_producing(cx);
+    }
+
+    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+        self.receiver.resume_producing(cx);
+        let id = cx.conn_id();
+        self.room.drained(cx, id);
     }
 }
 
@@ -414,5 +600,65 @@ mod tests {
         h.feed_eof(a);
         assert_eq!(lines(&mut h, b), ["* alice has left"]);
         assert_eq!(room.names(), ["bob"]);
+    }
+
+    /// Logs `name` in on a fresh connection and discards its greeting and the others' join
+    /// notices.
+    fn join(h: &mut Harness, server: &mut ChatServer, name: &str) -> ConnId {
+        let id = h.accept(server).unwrap();
+        h.feed(id, format!("{name}\n").as_bytes());
+        lines(h, id);
+        id
+    }
+
+    #[test]
+    fn a_congested_member_holds_talkers_back_until_it_drains() {
+        let mut server = ChatServer::new(ChatConfig::default());
+        let room = server.room();
+        let mut h = Harness::new();
+        let talker = join(&mut h, &mut server, "talker");
+        let reader = join(&mut h, &mut server, "reader");
+        lines(&mut h, talker);
+        h.set_peer_window(reader, Some(0)); // reads nothing for now
+        let line = format!("{}\n", "x".repeat(1000));
+        for _ in 0..100 {
+            h.feed(talker, line.as_bytes());
+        }
+        assert_eq!(room.held_back(), 1, "the talker is held back");
+        // The reader catches up: the talker is released, and nothing was lost.
+        h.set_peer_window(reader, None);
+        let got = lines(&mut h, reader);
+        assert_eq!(room.held_back(), 0);
+        assert_eq!(got.len(), 100);
+        assert!(got.iter().all(|l| *l == format!("<talker> {}", "x".repeat(1000))));
+        assert!(h.is_open(reader));
+    }
+
+    #[test]
+    fn a_member_that_never_reads_is_cut_off_at_the_cap_after_the_stall_limit() {
+        let mut server = ChatServer::new(ChatConfig::default());
+        let room = server.room();
+        let mut h = Harness::new();
+        let talker = join(&mut h, &mut server, "talker");
+        let deaf = join(&mut h, &mut server, "deaf");
+        let other = join(&mut h, &mut server, "other");
+        h.set_peer_window(deaf, Some(0));
+        lines(&mut h, talker);
+        lines(&mut h, deaf);
+        let line = format!("{}\n", "y".repeat(1000));
+        h.feed(talker, line.repeat(100).as_bytes());
+        assert_eq!(room.held_back(), 1);
+        h.advance(DEFAULT_MAX_STALL);
+        assert_eq!(room.held_back(), 0, "the room stops waiting for the deaf member");
+        // Now it fills to its cap and is cut off; the other member gets every line.
+        let mut received = lines(&mut h, other).len();
+        for _ in 0..20 {
+            h.feed(talker, line.repeat(100).as_bytes());
+            received += lines(&mut h, other).iter().filter(|l| l.starts_with("<talker> ")).count();
+        }
+        assert_eq!(h.disconnect_reason(deaf).as_deref(), Some("BufferOverflow"));
+        assert_eq!(received, 2100);
+        assert_eq!(room.names(), ["other", "talker"]);
+        assert_eq!(lines(&mut h, talker), ["* deaf has left"]);
     }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
 use clap::Parser;
-use torsion_examples::chat::{ChatConfig, ChatServer, DEFAULT_MAX_CLIENTS};
+use torsion_examples::chat::{self, ChatConfig, ChatServer, DEFAULT_MAX_CLIENTS};
 use torsion_examples::{
     announce_listening, init_logging, io_error_text, listen_error, resolve_addr, EXIT_FAILURE, EXIT_USAGE,
 };
@@ -75,6 +75,8 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
         ..ChatConfig::default()
     };
     let mut reactor = Reactor::new().map_err(startup)?;
+    // Small reads per turn: a burst from the talkers is fanned out in slices, not megabytes.
+    chat::tune_reactor(&mut reactor);
     // The factory owns the room; every protocol it builds shares it.
     let server = ChatServer::new(config);
     let room = server.room();

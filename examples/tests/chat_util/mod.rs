@@ -4,11 +4,15 @@
 
 #![allow(dead_code)] // Each test file uses a different part.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{connect, start_listening, Listening, WAIT};
+use crate::common::{command, connect, line_reader, start_listening, ChildGuard, Listening, WAIT};
 
 /// The binary under test.
 pub const CHAT: &str = env!("CARGO_BIN_EXE_chat-server");
@@ -21,6 +25,79 @@ pub fn start_chat(extra: &[&str]) -> Listening {
     let mut args = vec!["--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     start_listening(CHAT, &args)
+}
+
+/// Parses `<NAME> REST` into the sender's name and the text.
+pub fn parse_message(line: &str) -> Option<(&str, &str)> {
+    line.strip_prefix('<')?.split_once("> ")
+}
+
+/// Sends `count` lines `"{seq} {padding}"` as fast as the socket takes them.
+pub fn send_burst(stream: TcpStream, count: usize, padding: &str, label: &str) {
+    let mut out = BufWriter::with_capacity(64 * 1024, stream);
+    for seq in 0..count {
+        write!(out, "{seq} {padding}\r\n").unwrap_or_else(|e| panic!("{label}: write failed: {e}"));
+    }
+    out.flush().unwrap_or_else(|e| panic!("{label}: write failed: {e}"));
+}
+
+/// Joins `count` clients named `{prefix}NN` one after another, so that when the last has its
+/// greeting every one of them is in the room.
+pub fn join_all(addr: SocketAddr, prefix: &str, count: usize) -> Vec<Client> {
+    (0..count).map(|i| Client::join(addr, &format!("{prefix}{i:02}")).0).collect()
+}
+
+/// Reads `client`'s lines until every sender in `expected` (name → message count) has
+/// delivered all its messages, checking that each sender's sequence numbers arrive in order
+/// with none missing or repeated. Lines starting with `* ` (joins and leaves) are returned.
+pub fn receive_all(client: &mut Client, expected: &HashMap<String, usize>) -> Vec<String> {
+    let mut next: HashMap<&str, usize> = expected.keys().map(|k| (k.as_str(), 0)).collect();
+    let mut remaining: usize = expected.values().sum();
+    let mut notices = Vec::new();
+    while remaining > 0 {
+        let line = client.line();
+        if line.starts_with("* ") {
+            notices.push(line);
+            continue;
+        }
+        let (sender, text) =
+            parse_message(&line).unwrap_or_else(|| panic!("{}: unexpected line {line:?}", client.label));
+        let seq: usize = text
+            .split(' ')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{}: no sequence number in {line:?}", client.label));
+        let want = next
+            .get_mut(sender)
+            .unwrap_or_else(|| panic!("{}: a message from an unexpected sender: {line:?}", client.label));
+        assert_eq!(seq, *want, "{}: from {sender}: out of order, lost or duplicated", client.label);
+        assert!(seq < expected[sender], "{}: from {sender}: more than sent ({seq})", client.label);
+        *want += 1;
+        remaining -= 1;
+    }
+    notices
+}
+
+/// Starts `chat-server --listen 127.0.0.1:0` with `extra` arguments and its log (stderr, at
+/// the default `info` level) going to a fresh file, whose path is returned with it.
+pub fn start_chat_logged(extra: &[&str], tag: &str) -> (Listening, PathBuf) {
+    let log = std::env::temp_dir().join(format!("torsion-chat-{tag}-{}.log", std::process::id()));
+    let file = File::create(&log).expect("create the log file");
+    let mut args = vec!["--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let child = command(CHAT, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(file))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {CHAT}: {e}"));
+    let mut process = ChildGuard { child };
+    let stdout = line_reader(process.child.stdout.take().unwrap());
+    let first = stdout.recv_timeout(WAIT).unwrap_or_else(|e| panic!("no first line from chat-server ({e})"));
+    let addr = first
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("first line must be `listening on <addr>`, got {first:?}"));
+    (Listening { process, addr, stdout }, log)
 }
 
 /// The server's peak resident set (`VmHWM`) in KiB, from `/proc/<pid>/status`.
