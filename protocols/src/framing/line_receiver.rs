@@ -179,6 +179,9 @@ impl<'b> LineCtx<'_, 'b> {
 
     /// Stops delivering lines (also those already buffered, the rest of this chunk included)
     /// and pauses reading the socket, until [`resume`](LineCtx::resume).
+    ///
+    /// `lx.transport().pause_reading()` alone only stops the socket: lines already received
+    /// (the rest of the current chunk) are still delivered.
     pub fn pause(&mut self) {
         self.ctl.paused = true;
         self.cx.transport().pause_reading();
@@ -386,7 +389,8 @@ impl<H: LineHandler> LineReceiver<H> {
     fn apply(&mut self) {
         for op in std::mem::take(&mut self.ctl.ops) {
             match op {
-                // Handled by `after_raw`, which runs first.
+                // Raw: the flag is already set. LineAt: handled where the raw chunk was
+                // delivered (it is always the first op).
                 LineOp::Raw | LineOp::LineAt(_) => {}
                 LineOp::Line(extra) => self.decoder.prepend(&extra),
                 LineOp::Clear => drop(self.decoder.take_buffered()),

@@ -131,6 +131,9 @@ impl<'b> StringCtx<'_, 'b> {
 
     /// Stops delivering strings (also those already buffered) and pauses reading the socket,
     /// until [`resume`](StringCtx::resume).
+    ///
+    /// `sx.transport().pause_reading()` alone only stops the socket: strings already received
+    /// (the rest of the current chunk) are still delivered.
     pub fn pause(&mut self) {
         self.ctl.paused = true;
         self.cx.transport().pause_reading();
