@@ -28,12 +28,14 @@ enum Ev {
 type Log = Rc<RefCell<Vec<Ev>>>;
 
 /// Echoes each string with `send_string`; `PAUSE` pauses for 5 s (resumed from a timer);
-/// `SKIP` makes too-long strings skipped instead of closing; `SEND <n>` sends n bytes.
+/// `SKIP` makes too-long strings skipped instead of closing; `SEND <n>` sends n bytes;
+/// `MAX <n>` sets the maximum length; `FILL` writes 100 KiB from a timer 1 s later.
 #[derive(Default)]
 struct Recorder {
     log: Log,
     tolerate_long: bool,
     resume: Option<TimerId>,
+    fill: Option<TimerId>,
 }
 
 impl StringHandler for Recorder {
@@ -42,6 +44,10 @@ impl StringHandler for Recorder {
         if data == b"PAUSE" {
             sx.pause();
             self.resume = Some(sx.call_later(Duration::from_secs(5)));
+        } else if data == b"FILL" {
+            self.fill = Some(sx.call_later(Duration::from_secs(1)));
+        } else if let Some(n) = data.strip_prefix(b"MAX ") {
+            sx.set_max_length(std::str::from_utf8(n).unwrap().parse().unwrap());
         } else if data == b"SKIP" {
             self.tolerate_long = true;
         } else if let Some(n) = data.strip_prefix(b"SEND ") {
@@ -69,6 +75,9 @@ impl StringHandler for Recorder {
     fn timer_fired(&mut self, sx: &mut StringCtx<'_, '_>, timer: TimerId) {
         if self.resume == Some(timer) {
             sx.resume();
+        }
+        if self.fill == Some(timer) {
+            sx.transport().write(&vec![b'f'; 100 * 1024]);
         }
     }
 }
@@ -218,6 +227,25 @@ fn whole_strings_in_big_chunks_leave_no_buffer() {
 }
 
 #[test]
+fn set_max_length_from_the_handler_applies_to_the_rest_of_the_chunk_and_to_sending() {
+    let input = encode(LengthPrefix::Int16, Endianness::Big, &[b"MAX 6", b"SEND 6", b"SEND 7", b"abcdefg"]);
+    let (mut h, id, log) = start(Receiver::int16);
+    h.feed(id, &input);
+    assert_eq!(
+        events(&log),
+        vec![
+            Ev::Str(b"MAX 6".to_vec()),
+            Ev::Str(b"SEND 6".to_vec()),
+            Ev::Str(b"SEND 7".to_vec()),
+            Ev::SendError(FrameError::LengthLimitExceeded { length: 7, max: 6 }),
+            Ev::TooLong(7),
+            Ev::Lost("LimitExceeded".into()),
+        ]
+    );
+    assert_eq!(h.take_written(id), encode(LengthPrefix::Int16, Endianness::Big, &[b"ssssss"]));
+}
+
+#[test]
 fn zero_length_strings_and_prefixes_arriving_byte_by_byte() {
     let mut d = IntNDecoder::new(LengthPrefix::Int32);
     let input = b"\x00\x00\x00\x00\x00\x00\x00\x01z\x00\x00\x00\x00";
@@ -274,6 +302,21 @@ fn pausing_holds_back_buffered_strings_until_resumed() {
     h.advance(Duration::from_secs(1));
     assert_eq!(events(&log).len(), 4, "delivered on resume, with no new input");
     assert_eq!(h.take_written(id), encode(LengthPrefix::Int16, Endianness::Big, &[b"one", b"two", b"three"]));
+}
+
+#[test]
+fn a_full_write_buffer_holds_back_buffered_strings_until_it_drains() {
+    let (mut h, id, log) = start(Receiver::int16);
+    h.set_peer_window(id, Some(0));
+    h.feed(id, &encode(LengthPrefix::Int16, Endianness::Big, &[b"FILL", b"PAUSE", b"x"]));
+    // t=1: 100 KiB written (pause_producing); t=5: the handler resumes, the buffer is full.
+    h.advance(Duration::from_secs(1));
+    h.advance(Duration::from_secs(4));
+    assert_eq!(events(&log), vec![Ev::Str(b"FILL".to_vec()), Ev::Str(b"PAUSE".to_vec())]);
+    h.set_peer_window(id, None);
+    assert_eq!(events(&log).last(), Some(&Ev::Str(b"x".to_vec())), "delivered once the buffer drained");
+    let written = h.take_written(id);
+    assert_eq!(written.len(), 100 * 1024 + 3);
 }
 
 #[test]
