@@ -2,7 +2,8 @@
 //! `chat-server` binary, public so that tests can run it in-process.
 //!
 //! # The idea: shared state lives in the factory
-//! Every connection gets its own protocol, a [`LineReceiver`] around a [`Chatter`]; the
+//! Every connection gets its own protocol, a [`LineReceiver`] around a [`Chatter`] (in a thin
+//! wrapper that tells the room when the connection's write buffer drains); the
 //! [`Room`] (who is online) lives in the factory, [`ChatServer`], and each protocol holds a
 //! clone of it. The room stores [`ConnId`]s, never transports: a broadcast looks each member
 //! up with `cx.transport_for(id)` and writes one shared [`Bytes`] to it (no copy per
@@ -37,10 +38,11 @@
 //! * When a broadcast leaves a member's write buffer above its high watermark (64 KiB), that
 //!   member is *congested*, and every talker is held back: the reactor stops reading the
 //!   talker's socket (lines it already sent in that read are still relayed), and TCP pushes
-//!   back on it. When every congested member has drained to its low watermark, the talkers
-//!   are resumed. A client that reads, however slowly, is never cut off and misses nothing.
+//!   back on it. When every congested member has drained to its low watermark (16 KiB), the
+//!   talkers are resumed. A client that reads slowly but catches up (drains to its low
+//!   watermark within a second) is never cut off and misses nothing.
 //! * A client that does not read must not stall the room: once it has been congested for
-//!   [`DEFAULT_MAX_STALL`] (1 s), the room stops waiting for it, for good. Its buffer then
+//!   [`DEFAULT_MAX_STALL`] (1 s) without catching up, the room stops waiting for it, for good. Its buffer then
 //!   fills to the cap (1 MiB by default) and the transport aborts it with
 //!   [`DisconnectReason::BufferOverflow`]; the others see it leave and lose nothing. Its own
 //!   input was paused as soon as its buffer crossed the high watermark, so it cannot talk
