@@ -169,6 +169,32 @@ pub trait Protocol: 'static {
     }
 }
 
+/// A boxed protocol is a protocol, so wrappers (timeouts, throttling) can hold `P` by value and
+/// still wrap the `Box<dyn Protocol>` a factory returns.
+impl<P: Protocol + ?Sized> Protocol for Box<P> {
+    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+        (**self).connection_made(cx);
+    }
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        (**self).data_received(cx, data);
+    }
+    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
+        (**self).eof_received(cx)
+    }
+    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        (**self).connection_lost(cx, reason);
+    }
+    fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
+        (**self).timer_fired(cx, timer);
+    }
+    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        (**self).pause_producing(cx);
+    }
+    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+        (**self).resume_producing(cx);
+    }
+}
+
 /// A source of data for a connection, flow-controlled by that connection's write buffer
 /// (Twisted's `IPushProducer` / `IPullProducer`). Register it with
 /// [`Transport::register_producer`](crate::Transport::register_producer); its callbacks get a

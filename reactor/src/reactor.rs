@@ -23,7 +23,7 @@ use tracing::{debug, error, trace, warn};
 use crate::clock::{Clock, SystemClock};
 use crate::handle::{ReactorHandle, Shared};
 use crate::protocol::{ClientFactory, DisconnectReason, Factory, Producer, Protocol};
-use crate::timers::{next_loop_deadline, Internal, LoopFn, TimerFn, TimerId, TimerKind, Timers};
+use crate::timers::{next_loop_deadline, Internal, LoopFn, Timer, TimerFn, TimerId, TimerKind, Timers};
 use crate::Error;
 
 slotmap::new_key_type! {
@@ -514,7 +514,7 @@ impl Reactor {
 
     /// Cancels a timer or looping call; false if it already fired or was cancelled.
     pub fn cancel(&mut self, id: TimerId) -> bool {
-        self.core.timers.cancel(id)
+        self.core.cancel_timer(id)
     }
 
     /// Moves a pending timer to fire `delay` from now; false if it is no longer pending.
@@ -1448,6 +1448,19 @@ impl Core {
         }
     }
 
+    /// Cancels a timer; a protocol timer also leaves its connection's list, so a protocol that
+    /// cancels and re-arms a timer per message does not grow that list.
+    fn cancel_timer(&mut self, id: TimerId) -> bool {
+        let owner = match self.timers.get_mut(id) {
+            Some(Timer { kind: TimerKind::Protocol(key), .. }) => Some(*key),
+            _ => None,
+        };
+        if let Some(conn) = owner.and_then(|key| self.conn_mut(key)) {
+            conn.timers.retain(|t| *t != id);
+        }
+        self.timers.cancel(id)
+    }
+
     fn mark_dirty(&mut self, key: SourceKey) {
         if let Some(conn) = self.conn_mut(key) {
             if !conn.dirty {
@@ -1770,7 +1783,7 @@ impl<'a> Ctx<'a> {
 
     /// Cancels a timer; false if it already fired or was cancelled.
     pub fn cancel(&mut self, id: TimerId) -> bool {
-        self.core.timers.cancel(id)
+        self.core.cancel_timer(id)
     }
 
     /// Moves a pending timer to fire `delay` from now; false if it is no longer pending.
@@ -1938,6 +1951,12 @@ impl Transport<'_> {
             conn.read_ready = true;
             self.core.requeue(key);
         }
+    }
+
+    /// True once `lose_connection`, `write_eof` or an abort has been asked for (or the
+    /// connection is gone): ordinary writes are ignored from then on.
+    pub fn is_closing(&mut self) -> bool {
+        self.io().is_none_or(|io| io.is_closing() || !io.accepts_writes())
     }
 
     /// True while reading is paused.

@@ -500,3 +500,25 @@ fn a_hard_cap_aborts_the_connection_with_buffer_overflow() {
     assert_eq!(h.disconnect_reason(id).as_deref(), Some("BufferOverflow"));
     assert!(h.rst_sent(id), "an overflow aborts (RST)");
 }
+
+#[test]
+fn is_closing_reports_a_requested_close_and_a_boxed_protocol_is_a_protocol() {
+    let seen = log();
+    let mut h = Harness::new();
+    let s = seen.clone();
+    let scripted = Scripted {
+        on_made: Box::new(|_| {}),
+        on_data: Box::new(move |cx, _| {
+            let before = cx.transport().is_closing();
+            cx.transport().lose_connection();
+            s.borrow_mut().push(format!("{before} {}", cx.transport().is_closing()));
+        }),
+    };
+    // Box<Scripted> is itself a Protocol; boxing it again gives the factory's Box<dyn Protocol>.
+    let boxed: Box<Scripted> = Box::new(scripted);
+    let mut slot = Some(boxed);
+    let id = h.accept(&mut move |_| slot.take().map(|p| Box::new(p) as Box<dyn Protocol>)).unwrap();
+    h.feed(id, b"x");
+    assert_eq!(*seen.borrow(), ["false true"]);
+    assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
+}
