@@ -116,6 +116,12 @@ impl WriteBuffer {
     /// Appends a copy of `data`; returns whether the buffer is now above the high watermark.
     pub fn push_slice(&mut self, data: &[u8]) -> bool {
         if !data.is_empty() {
+            if self.tail_pos > 0 && self.tail.len() + data.len() > self.tail.capacity() {
+                // The tail would grow: drop its sent front first, or a tail that never drains
+                // completely would keep every byte ever written through it.
+                self.tail.drain(..self.tail_pos);
+                self.tail_pos = 0;
+            }
             self.tail.extend_from_slice(data);
             self.len += data.len();
         }
