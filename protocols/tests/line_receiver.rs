@@ -606,3 +606,37 @@ proptest! {
         prop_assert_eq!(split, whole);
     }
 }
+
+/// Closes straight through the transport (not through [`LineCtx`]) on the line `QUIT`.
+struct QuitThroughTransport {
+    lines: Rc<RefCell<Vec<Vec<u8>>>>,
+}
+
+impl LineHandler for QuitThroughTransport {
+    fn line_received(&mut self, lx: &mut LineCtx<'_, '_>, line: &[u8]) {
+        self.lines.borrow_mut().push(line.to_vec());
+        if line == b"QUIT" {
+            lx.transport().lose_connection();
+        }
+    }
+}
+
+#[test]
+fn closing_through_the_transport_stops_delivery_of_the_rest_of_the_chunk() {
+    // Whole chunk, and split so that lines after QUIT sit in the decoder's buffer.
+    for split in [usize::MAX, 3, 7] {
+        let lines = Rc::new(RefCell::new(Vec::new()));
+        let mut h = Harness::new();
+        let l = lines.clone();
+        let mut factory = move |_| {
+            Some(Box::new(LineReceiver::new(QuitThroughTransport { lines: l.clone() })) as Box<dyn Protocol>)
+        };
+        let id = h.accept(&mut factory).unwrap();
+        let input = b"a\r\nQUIT\r\nb\r\nc\r\n";
+        for piece in input.chunks(split.min(input.len())) {
+            h.feed(id, piece);
+        }
+        assert_eq!(*lines.borrow(), [b"a".to_vec(), b"QUIT".to_vec()], "split {split}");
+        assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
+    }
+}

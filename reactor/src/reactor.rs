@@ -1953,10 +1953,12 @@ impl Transport<'_> {
         }
     }
 
-    /// True once `lose_connection`, `write_eof` or an abort has been asked for (or the
-    /// connection is gone): ordinary writes are ignored from then on.
+    /// True once `lose_connection` or an abort has been asked for, or the connection is gone:
+    /// no more input will be delivered and ordinary writes are ignored. (A half-close with
+    /// `write_eof` is not closing: reading goes on.) Framers check it to stop delivering frames
+    /// however their handler closed the connection.
     pub fn is_closing(&mut self) -> bool {
-        self.io().is_none_or(|io| io.is_closing() || !io.accepts_writes())
+        self.io().is_none_or(|io| io.is_closing())
     }
 
     /// True while reading is paused.

@@ -218,9 +218,8 @@ impl<'b> LineCtx<'_, 'b> {
         &self.ctl.delimiter
     }
 
-    /// Closes cleanly (flush, then FIN) and delivers no more lines. Prefer this (or
-    /// [`lose_connection_with`](LineCtx::lose_connection_with)) to `lx.transport().lose_connection()`:
-    /// the receiver then knows to stop delivering lines still buffered.
+    /// Closes cleanly (flush, then FIN) and delivers no more lines. Closing straight through
+    /// `lx.transport()` works too: the receiver notices it when the callback returns.
     pub fn lose_connection(&mut self) {
         self.ctl.closed = true;
         self.cx.transport().lose_connection();
@@ -403,6 +402,11 @@ impl<H: LineHandler> LineReceiver<H> {
     fn pump(&mut self, cx: &mut Ctx<'_>) {
         self.apply();
         while self.ctl.delivering() {
+            if cx.transport().is_closing() {
+                // The handler closed straight through the transport: deliver nothing more.
+                self.ctl.closed = true;
+                break;
+            }
             if self.ctl.raw {
                 if self.decoder.buffered_len() == 0 {
                     break;
@@ -479,7 +483,7 @@ impl<H: LineHandler> Protocol for LineReceiver<H> {
                     Err(FrameError::LineTooLong { .. }) => handler.line_length_exceeded(&mut lx),
                     Err(e) => lx.lose_connection_with(DisconnectReason::ProtocolError(e.to_string())),
                 }
-                if ctl.ops.is_empty() && ctl.delivering() && !ctl.raw {
+                if ctl.ops.is_empty() && ctl.delivering() && !ctl.raw && !cx.transport().is_closing() {
                     ControlFlow::Continue(())
                 } else {
                     ControlFlow::Break(())

@@ -164,9 +164,8 @@ impl<'b> StringCtx<'_, 'b> {
         self.ctl.new_max_length = Some(max);
     }
 
-    /// Closes cleanly (flush, then FIN) and delivers no more strings. Prefer this to
-    /// `sx.transport().lose_connection()`: the receiver then knows to stop delivering strings
-    /// still buffered.
+    /// Closes cleanly (flush, then FIN) and delivers no more strings. Closing straight through
+    /// `sx.transport()` works too: the receiver notices it when the callback returns.
     pub fn lose_connection(&mut self) {
         self.ctl.closed = true;
         self.cx.transport().lose_connection();
@@ -360,6 +359,11 @@ impl<D: StringDecoder, H: StringHandler> StringReceiver<D, H> {
     fn pump(&mut self, cx: &mut Ctx<'_>) {
         self.apply();
         while self.ctl.delivering() {
+            if cx.transport().is_closing() {
+                // The handler closed straight through the transport: deliver nothing more.
+                self.ctl.closed = true;
+                break;
+            }
             let max_length = self.decoder.max_length();
             let Some(next) = self.decoder.next_string() else { break };
             let mut sx = sx!(self, cx, max_length);
@@ -413,7 +417,7 @@ impl<D: StringDecoder, H: StringHandler> Protocol for StringReceiver<D, H> {
                     }
                     Err(e) => sx.lose_connection_with(DisconnectReason::ProtocolError(e.to_string())),
                 }
-                if ctl.delivering() && ctl.new_max_length.is_none() {
+                if ctl.delivering() && ctl.new_max_length.is_none() && !cx.transport().is_closing() {
                     ControlFlow::Continue(())
                 } else {
                     ControlFlow::Break(())
