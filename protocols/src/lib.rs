@@ -1,12 +1,30 @@
-//! Reusable protocols for torsion. This crate grows framing (lines, length prefixes,
-//! netstrings), policies and wire toys in its own issue; today it holds [`Echo`] and the pull
-//! producer [`FileSender`].
+//! Reusable protocols for torsion: Twisted's `protocols/basic.py`, `policies.py` and `wire.py`,
+//! with every limit on by default.
+//!
+//! * [`framing`]: pure decoders for lines, 8/16/32-bit length prefixes and netstrings, and the
+//!   [`LineReceiver`] / [`IntNStringReceiver`] / [`NetstringReceiver`] adapters that turn a
+//!   handler into a [`Protocol`](torsion_reactor::Protocol) (composition, not inheritance);
+//!   limits, raw mode, pausing and a per-frame deadline included. Errors are [`FrameError`].
+//! * [`policies`]: wrappers around any factory or protocol: idle timeouts, connection limits
+//!   (total and per peer IP) and token-bucket throttling.
+//! * [`wire`]: the toys: [`Echo`], Discard, Chargen, Daytime, QOTD.
+//! * [`FileSender`]: a pull producer that streams any `impl Read` in 16 KiB chunks.
+//!
+//! A line-echo protocol is a handler and one line of glue:
 //!
 //! ```
-//! use torsion_protocols::Echo;
+//! use torsion_protocols::{LineCtx, LineHandler, LineReceiver};
 //! use torsion_reactor::Protocol;
 //!
-//! let _protocol: Box<dyn Protocol> = Box::new(Echo);
+//! struct Shout;
+//!
+//! impl LineHandler for Shout {
+//!     fn line_received(&mut self, lx: &mut LineCtx<'_, '_>, line: &[u8]) {
+//!         let _ = lx.send_line(&line.to_ascii_uppercase());
+//!     }
+//! }
+//!
+//! let _protocol: Box<dyn Protocol> = Box::new(LineReceiver::new(Shout));
 //! ```
 
 mod file_sender;
