@@ -11,6 +11,10 @@
 //!   EOF and keeps sending for 1 s; the server gets all of it, then `connection_lost` once,
 //!   within 1 s of the client's FIN.
 //!
+//! - The issue's "nothing lost" on shutdown: a graceful stop with a 2 s deadline delivers all
+//!   8 MiB queued to each of 10 readers (then FIN), and aborts a peer that never reads at the
+//!   deadline; `run()` returns within the deadline + 250 ms.
+//!
 //! Partly covered before: `lifecycle.rs` (8 MiB then FIN), `echo.rs` (half-close sizes
 //! 1/64 KiB/4 MiB), `half_close.rs` (both orders).
 
@@ -308,4 +312,86 @@ fn local_half_close_sends_bye_then_eof_and_keeps_reading_until_the_peer_closes()
     assert!(events.recv_timeout(Duration::from_millis(100)).is_err(), "connection_lost more than once");
     eprintln!("local_half_close: {sent} B received after our FIN; both halves closed -> lost after {took:?}");
     server.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The issue's "nothing lost" on shutdown (catalogue test 29, group E, has the 100-connection
+// version; `threads.rs` has the two halves): a graceful stop delivers every queued byte to
+// readers, and aborts a peer that never reads at the deadline.
+
+/// Queues its data in `connection_made`; reports `connection_lost` with its time.
+struct Queued {
+    data: Bytes,
+    events: Sender<(String, Instant)>,
+}
+
+impl Protocol for Queued {
+    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+        cx.transport().write_bytes(self.data.clone());
+        let _ = self.events.send(("made".into(), Instant::now()));
+    }
+    fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
+    fn connection_lost(&mut self, _cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        let _ = self.events.send((format!("{reason:?}"), Instant::now()));
+    }
+}
+
+#[test]
+fn graceful_shutdown_delivers_every_queued_byte_to_readers_and_aborts_a_non_reader_at_the_deadline() {
+    const READERS: usize = 10;
+    let deadline = Duration::from_secs(2);
+    // More than the kernel's send buffer can take (tcp_wmem max 4 MiB), so the non-reader's
+    // data stays in the user buffer until the deadline.
+    let data = Bytes::from(pattern(29, 8 << 20));
+    let (tx, events) = mpsc::channel();
+    let d = data.clone();
+    let server = Server::start_with(
+        move |reactor| reactor.set_shutdown_timeout(deadline),
+        move || move |_| Some(Box::new(Queued { data: d.clone(), events: tx.clone() }) as Box<dyn Protocol>),
+    );
+    let peers: Vec<TcpStream> = (0..=READERS).map(|_| small_window_client(server.addr)).collect();
+    for _ in 0..=READERS {
+        assert_eq!(recv(&events, "connection_made").0, "made");
+    }
+    let stopped_at = Instant::now();
+    server.handle.stop();
+    // Only now do the readers start reading; the last peer never reads.
+    let mut peers = peers;
+    let mut sleeper = peers.pop().unwrap();
+    let readers: Vec<_> = peers
+        .into_iter()
+        .map(|mut peer| {
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                peer.read_to_end(&mut got).map(|_| got)
+            })
+        })
+        .collect();
+    let mut delivered = 0;
+    for reader in readers {
+        let got = reader.join().unwrap().expect("a reader reads to EOF, not a reset");
+        assert!(got == data[..], "a reader got {} B of {}", got.len(), data.len());
+        delivered += got.len();
+    }
+    server.stop(); // waits (bounded) for run() to return
+    let returned_after = stopped_at.elapsed();
+    let lost: Vec<(String, Instant)> = events.try_iter().collect();
+    let clean = lost.iter().filter(|(r, _)| r == "Clean").count();
+    let aborted: Vec<Duration> =
+        lost.iter().filter(|(r, _)| r == "Aborted").map(|(_, at)| at.duration_since(stopped_at)).collect();
+    assert_eq!((clean, aborted.len()), (READERS, 1), "{lost:?}");
+    assert!(aborted[0] >= deadline, "the non-reader was aborted {:?} after the stop", aborted[0]);
+    assert!(
+        returned_after <= deadline + Duration::from_millis(250),
+        "run() returned {returned_after:?} after the stop (deadline {deadline:?})"
+    );
+    let mut rest = Vec::new();
+    let err = sleeper.read_to_end(&mut rest).expect_err("the non-reader sees a reset");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    eprintln!(
+        "graceful_shutdown: {delivered} of {} queued bytes delivered to {READERS} readers, lost(Clean) x{clean}; \
+         the non-reader aborted after {:?}; run() returned after {returned_after:?}",
+        READERS * data.len(),
+        aborted[0]
+    );
 }
