@@ -4,7 +4,8 @@
 //!   reads exactly 8 MiB then a FIN, and `connection_lost(Clean)` only comes after the flush.
 //! - 6 `lose_with_unread_input`: the server reads the first bytes of a request with a 100 KB
 //!   body, writes 2 MB and closes: the whole response arrives 20 of 20 times (lingering close);
-//!   a peer that never sends its FIN is dropped at the lingering limit.
+//!   a peer that never sends its FIN is dropped at the lingering time limit, and one that keeps
+//!   sending at the lingering byte limit.
 //! - 8 `peer_half_close_echo`: N ∈ {1, 10, 64 KiB, 4 MiB} sent then `SHUT_WR`, 20 runs each:
 //!   exactly N bytes back, then EOF; a half-close protocol can still write after the FIN.
 //! - 9 `local_half_close`: the server writes "bye" and `write_eof`; the client sees "bye" then
@@ -208,6 +209,57 @@ fn lose_with_unread_input_drops_a_peer_that_never_sends_fin_at_the_lingering_lim
     assert_eq!(reactor.timer_count(), 0);
     eprintln!("lose_with_unread_input: a peer without FIN was dropped after {lingered:?} of lingering");
     client.join().unwrap();
+}
+
+/// The reactor's lingering byte limit (reactor.rs `LINGER_MAX_BYTES`, the catalogue's 1 MiB).
+const LINGER_BYTES: usize = 1 << 20;
+
+#[test]
+fn lose_with_unread_input_drops_a_peer_that_keeps_sending_past_the_lingering_byte_limit() {
+    let mut reactor = Reactor::new().unwrap();
+    let (addr, _response, _) = answering_server(&mut reactor);
+    let (tx, rx) = mpsc::channel();
+    let client = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        stream.write_all(&request()).unwrap();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).unwrap();
+        tx.send(Instant::now()).unwrap();
+        // Keep sending, never FIN: the server drains up to its limit, then drops the socket,
+        // and the kernel answers the rest with a reset.
+        let chunk = vec![0u8; 64 * 1024];
+        let mut sent = 0;
+        let err = loop {
+            match stream.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(e) => break e,
+            }
+            assert!(sent < 64 * LINGER_BYTES, "the server drained {sent} B without dropping the socket");
+        };
+        (got.len(), sent, err.kind())
+    });
+    let mut eof_at = None;
+    run_until(&mut reactor, "the client saw the response", |_| {
+        eof_at = eof_at.or(rx.try_recv().ok());
+        eof_at.is_some()
+    });
+    run_until(&mut reactor, "the lingering socket to be dropped", |r| r.source_count() == 1);
+    let dropped_after = eof_at.unwrap().elapsed();
+    assert!(
+        dropped_after < LINGER_LIMIT / 2,
+        "dropped after {dropped_after:?}: by the time limit, not bytes"
+    );
+    let (len, sent, err) = client.join().unwrap();
+    assert_eq!(len, RESPONSE);
+    assert!(sent >= LINGER_BYTES, "the server drained {sent} B, less than its 1 MiB limit");
+    assert!(matches!(err, ErrorKind::ConnectionReset | ErrorKind::BrokenPipe), "{err:?}");
+    assert_eq!(reactor.timer_count(), 0, "the linger timer was cancelled");
+    eprintln!(
+        "lose_with_unread_input: a peer sending after the close was dropped {dropped_after:?} after EOF, \
+         having sent {sent} B (limit {LINGER_BYTES} B), then saw {err:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
