@@ -437,3 +437,62 @@ fn half_closed_peer_that_stops_reading_costs_no_cpu_and_is_aborted_by_the_write_
     drop(client);
     server.stop();
 }
+
+/// Reports when and why its connection ended.
+struct ReportLost(Sender<Ev>);
+
+impl Protocol for ReportLost {
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        cx.transport().write(data);
+    }
+    fn connection_lost(&mut self, _cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        let _ = self.0.send(Ev::Lost(format!("{reason:?}"), Instant::now()));
+    }
+}
+
+/// Test 10 with stock parts: an echo (pausing its reads above the high mark, the default)
+/// behind the protocols crate's idle timeout of 2 s, and a peer that sends 8 MiB (more than
+/// the kernel buffers between them hold), half-closes if it gets that far, and never reads.
+/// The server stops reading (backpressure), nothing spins, and the idle timeout closes, then
+/// aborts, the connection.
+#[test]
+fn half_closed_non_reader_of_a_stock_echo_costs_no_cpu_and_the_idle_timeout_ends_it() {
+    use torsion_protocols::policies::TimeoutProtocol;
+    let _serial = serial();
+    let (tx, events) = mpsc::channel();
+    let (server, tid) = start_server_with_tid(
+        |_| {},
+        move || {
+            move |_| {
+                let mut p = TimeoutProtocol::new(ReportLost(tx.clone()), Some(WRITE_TIMEOUT));
+                p.set_abort_after(Some(Duration::from_millis(500)));
+                Some(Box::new(p) as Box<dyn Protocol>)
+            }
+        },
+    );
+    let client = small_window_client(server.addr);
+    let started = Instant::now();
+    let mut writer = client.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        // Blocks once the server stops reading; ends with the server's reset.
+        let _ = writer.write_all(&pattern(10, 8 << 20));
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+    });
+    let (used, share) = cpu_share(tid, Duration::from_secs(3));
+    let Ev::Lost(reason, at) = recv(&events, "connection_lost") else { panic!("expected lost") };
+    let ended_after = at.duration_since(started);
+    assert!(share < 0.05, "the server thread used {used:?} of 3 s ({:.1}%)", share * 100.0);
+    assert!(reason == "TimedOut" || reason == "Aborted", "{reason}");
+    assert!(
+        ended_after >= WRITE_TIMEOUT && ended_after < WRITE_TIMEOUT + Duration::from_secs(2),
+        "the connection ended {ended_after:?} after the peer started"
+    );
+    sender.join().unwrap();
+    eprintln!(
+        "half_closed_peer_no_spin (stock echo + idle timeout): server CPU {used:?} over 3 s ({:.2}%); \
+         {reason} after {ended_after:?}",
+        share * 100.0
+    );
+    drop(client);
+    server.stop();
+}
