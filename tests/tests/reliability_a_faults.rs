@@ -10,7 +10,9 @@
 //!   once and not nested, the later calls are no-ops, and the buffer's memory is freed (±4 KiB).
 //! - 10 `half_closed_peer_no_spin`: the peer half-closes and stops reading while 8 MiB is queued
 //!   for it; the server thread uses < 5% of a core over 3 s, its user buffer stays ≤ 64 KiB + one
-//!   chunk, and a 2 s write timeout aborts the connection.
+//!   chunk, and a 2 s write timeout aborts the connection. A second variant uses stock parts
+//!   (an echo behind the protocols crate's idle `TimeoutProtocol`) against a peer that floods
+//!   and never reads: no spin, and the idle timeout ends it.
 //!
 //! Heap figures come from a counting global allocator (`cap`) for this test binary; every test
 //! here takes [`serial`] so the figures and CPU samples are not disturbed by the others.
