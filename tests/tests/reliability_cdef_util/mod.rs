@@ -315,3 +315,78 @@ fn ping_loop(
     }
     Ok(samples)
 }
+
+/// The environment variable that turns a test binary into a load generator (see
+/// [`LoadChild`]): `ADDR,CONNS,MSG`.
+pub const LOAD_CHILD_ENV: &str = "TORSION_RELIABILITY_LOAD_CHILD";
+
+/// A ping-pong load generator in a child process at the lowest CPU priority (`nice -n 19`):
+/// the test binary re-run with only its `child_test` (which must call [`load_child_main`]).
+/// On 2 cores a full-speed load client in the test's own process takes the server's CPU, and
+/// the figures would measure the scheduler, not the reactor; niced, the load gets only what
+/// the server leaves.
+pub struct LoadChild {
+    child: Option<std::process::Child>,
+}
+
+impl LoadChild {
+    /// Starts `conns` connections ping-ponging `msg` bytes to `addr` at full speed; returns once
+    /// all are going.
+    pub fn start(child_test: &str, addr: SocketAddr, conns: usize, msg: usize) -> LoadChild {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new("nice")
+            .args(["-n", "19"])
+            .arg(exe)
+            .args(["--exact", child_test, "--nocapture", "--test-threads=1"])
+            .env(LOAD_CHILD_ENV, format!("{addr},{conns},{msg}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the load child");
+        let stdout = child.stdout.take().unwrap();
+        // Read its output on a thread (so the wait below is bounded, and the child never blocks
+        // on a full pipe). libtest prints `test NAME ... ` before the test's own output.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.ends_with("load started") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let mut load = LoadChild { child: Some(child) };
+        if rx.recv_timeout(WAIT).is_err() {
+            drop(load.child.take().map(|mut c| (c.kill(), c.wait())));
+            panic!("the load child did not start within {WAIT:?}");
+        }
+        load
+    }
+}
+
+impl Drop for LoadChild {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The body of a load child's test: does nothing unless [`LOAD_CHILD_ENV`] is set; then
+/// ping-pongs until its stdin closes or it is killed.
+pub fn load_child_main() {
+    let Some(spec) = std::env::var_os(LOAD_CHILD_ENV) else { return };
+    let spec = spec.into_string().unwrap();
+    let parts: Vec<&str> = spec.split(',').collect();
+    let addr: SocketAddr = parts[0].parse().unwrap();
+    let (conns, msg) = (parts[1].parse().unwrap(), parts[2].parse().unwrap());
+    let pinger = Pinger::start(addr, conns, msg);
+    pinger.wait_started();
+    println!("load started");
+    std::io::stdout().flush().unwrap();
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    pinger.measure();
+    drop(pinger);
+}
