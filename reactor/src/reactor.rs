@@ -358,11 +358,18 @@ fn call_protocol<R>(
         Ok(r) => Some(r),
         Err(payload) => {
             let message = panic_message(payload.as_ref());
-            error!(panic = %message, "protocol callback panicked; aborting its connection");
+            let peer = peer_of(core, key);
+            error!(id = ?key.data(), %peer, panic = %message, "protocol callback panicked; aborting its connection");
             core.abort_with(key, DisconnectReason::Panicked(message));
             None
         }
     }
+}
+
+/// The peer of connection `key`, for log lines that must name it even when the connection's
+/// (debug-level) span is filtered out.
+fn peer_of(core: &Core, key: SourceKey) -> String {
+    core.conn(key).map_or_else(|| "?".to_owned(), |c| c.peer.to_string())
 }
 
 /// Runs a callback that belongs to no connection (timer, thread call) with panic isolation.
@@ -1060,6 +1067,7 @@ impl Reactor {
                 let span = self.core.conn(key).map(|c| c.span.clone()).unwrap_or_else(tracing::Span::none);
                 let _enter = span.enter();
                 debug!(%reason, "connection lost");
+                let peer = self.core.conn(key).map(|c| c.peer);
                 let lingering =
                     matches!(self.core.conn(key), Some(Conn { phase: Phase::Lingering { .. }, .. }));
                 if !lingering {
@@ -1070,7 +1078,9 @@ impl Reactor {
                     if let Err(payload) =
                         catch_unwind(AssertUnwindSafe(|| protocol.connection_lost(&mut cx, reason)))
                     {
-                        error!(panic = %panic_message(payload.as_ref()), "connection_lost panicked");
+                        let panic = panic_message(payload.as_ref());
+                        let peer = peer.map_or_else(|| "?".to_owned(), |p| p.to_string());
+                        error!(id = ?key.data(), %peer, %panic, "connection_lost panicked");
                     }
                     if catch_unwind(AssertUnwindSafe(move || drop(protocol))).is_err() {
                         error!("dropping a protocol panicked");
@@ -1127,7 +1137,8 @@ impl Reactor {
                 }));
                 if let Err(payload) = result {
                     let message = panic_message(payload.as_ref());
-                    error!(panic = %message, "producer callback panicked; aborting its consumer");
+                    let peer = peer_of(&self.core, key);
+                    error!(id = ?key.data(), %peer, panic = %message, "producer callback panicked; aborting its consumer");
                     self.core.abort_with(key, DisconnectReason::Panicked(message));
                 }
                 self.core.return_producer(key, serial, producer);
