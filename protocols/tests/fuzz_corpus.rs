@@ -2,8 +2,9 @@
 //! `fuzz/artifacts/<target>/*`) as an ordinary test on stable, with the same checks the
 //! cargo-fuzz targets run (`fuzz/src/checks.rs`, included below): no panic, buffers within the
 //! limit, and any chunking decodes like one whole-buffer feed. Then the same property under
-//! proptest (catalogue test 33), 256 cases per framer, with failures persisted to
-//! `proptest-regressions/` next to this file so that they are committed and replayed.
+//! proptest (catalogue test 33), 256 cases per property, with proptest's failure persistence
+//! left on (the default `proptest-regressions/` directory), so a failing case is saved, committed
+//! with its fix, and replayed first on every later run.
 
 #[path = "../../fuzz/src/checks.rs"]
 #[allow(dead_code)]

@@ -8,6 +8,7 @@
 //! - variant: a stop from inside `data_received` takes effect after the current callback (its
 //!   own write still goes out).
 //!
+//! The catalogue's `connection_lost(Done)` is DESIGN.md's `DisconnectReason::Clean`; DESIGN wins.
 //! `threads.rs` covers the mechanism with 3 connections.
 
 mod reliability_cdef_util;
