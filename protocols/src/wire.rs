@@ -139,9 +139,9 @@ impl Chargen {
                 chunk = &chunk[..chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX))];
                 self.left = Some(left - chunk.len() as u64);
             }
-            let before = cx.transport().write_buffer_len();
+            let before = cx.transport().bytes_written();
             let above = cx.transport().write_bytes(Bytes::from_static(chunk));
-            if cx.transport().write_buffer_len() <= before {
+            if cx.transport().bytes_written() == before {
                 // Closed or closing: the write was ignored.
                 self.done = true;
                 return;

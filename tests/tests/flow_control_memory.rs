@@ -132,10 +132,9 @@ impl Blaster {
 }
 
 impl Protocol for Blaster {
-    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+    fn data_received(&mut self, cx: &mut Ctx<'_>, _data: &[u8]) {
         self.pump(cx);
     }
-    fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
     fn pause_producing(&mut self, _cx: &mut Ctx<'_>) {
         self.paused = true;
     }
@@ -155,9 +154,11 @@ fn slow_reader_fast_writer_in_memory_stays_bounded_and_alternates() {
         Some(Box::new(Blaster { data: d.clone(), sent: 0, paused: false, max_buffer: m.clone() })
             as Box<dyn Protocol>)
     };
-    // The peer reads 4 KiB each time the test takes what was written.
+    // The peer reads 4 KiB each time the test takes what was written; the writer starts when
+    // the peer first sends something, so that the window is narrow from the start.
     let id = h.accept(&mut factory).unwrap();
     h.set_peer_window(id, Some(4096));
+    h.feed(id, b"go");
     let got = drain(&mut h, id);
     assert_eq!(got.len(), data.len());
     assert!(got == *data, "all bytes in order");
@@ -209,12 +210,15 @@ fn a_push_producer_that_writes_in_resume_producing_is_paused_again_and_stays_bou
     let l = log.clone();
     let id = accept(
         &mut h,
-        on_made(move |cx| {
-            // 100 KiB now takes the buffer over the high mark; every resume adds 80 KiB more.
+        on_data(move |cx| {
+            // 100 KiB now takes the buffer over the high mark (the peer takes nothing yet);
+            // every resume adds 80 KiB more.
             cx.transport().write(&[b'x'; 100 * 1024]);
             cx.transport().register_producer(Recording::new(&l, 80 * 1024, 400 * 1024), true).unwrap();
         }),
     );
+    h.set_peer_window(id, Some(0));
+    h.feed(id, b"go");
     h.set_peer_window(id, Some(8 * 1024));
     let got = drain(&mut h, id);
     assert_eq!(got.len(), 500 * 1024, "everything written arrives");

@@ -169,7 +169,15 @@ fn load_timers_under_load_never_fire_early_and_do_not_starve_io() {
             assert!(pair[1] > pair[0], "loop {l} ran twice at one instant");
         }
     }
-    assert!(b.zero_delay_runs > 1000, "the delay-0 timer ran: {}", b.zero_delay_runs);
+    // A delay-0 timer re-armed from itself runs once per turn. How long a turn takes depends on
+    // how busy the niced load child keeps its 1,000 connections (a turn serving all of them
+    // takes a few ms), so the floor is one run per 20 ms, the latency bound judged below.
+    let floor = (window.as_millis() / 20) as u64;
+    assert!(
+        b.zero_delay_runs >= floor,
+        "the delay-0 timer ran {} times in {window:?}: fewer than one turn per 20 ms",
+        b.zero_delay_runs
+    );
     assert!(late.p99 <= Duration::from_millis(20), "timer lateness p99 {:?} ({late})", late.p99);
     assert!(late.max <= Duration::from_millis(100), "timer lateness max {:?} ({late})", late.max);
     assert!(echo.p99 <= Duration::from_millis(20), "echo p99 {:?} beside the timers ({echo})", echo.p99);

@@ -61,6 +61,8 @@ struct Faulty {
     mode: PanicIn,
     peer: SocketAddr,
     lost: Sender<Report>,
+    /// Told when the connection's own protocol is paused (its buffer went above the high mark).
+    paused: Sender<SocketAddr>,
 }
 
 impl Faulty {
@@ -89,7 +91,15 @@ impl Protocol for Faulty {
             PanicIn::OwnResumeProducing => {
                 // Far above the high mark: pause_producing now, resume_producing once the
                 // client has read it down to the low mark.
-                cx.transport().write(&vec![b'r'; 1 << 20]);
+                // Write until the buffer is above the high mark: the kernel takes what it can
+                // first, and the client reads nothing until told of the pause (bounded: a
+                // loopback socket never takes 256 MiB).
+                let chunk = vec![b'r'; 1 << 20];
+                for _ in 0..256 {
+                    if cx.transport().write(&chunk) {
+                        break;
+                    }
+                }
             }
             PanicIn::ProducerResumeProducing => {
                 cx.transport().register_producer(PanickyProducer, false).unwrap();
@@ -115,6 +125,11 @@ impl Protocol for Faulty {
 
     fn timer_fired(&mut self, _cx: &mut Ctx<'_>, _timer: TimerId) {
         self.maybe(PanicIn::TimerFired);
+    }
+
+    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        cx.transport().pause_reading();
+        let _ = self.paused.send(self.peer);
     }
 
     fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
@@ -151,15 +166,18 @@ fn connect(addr: SocketAddr) -> TcpStream {
 #[test]
 fn a_panic_in_any_callback_is_isolated_beside_100_healthy_echo_connections() {
     let (lost_tx, lost): (Sender<Report>, Receiver<Report>) = mpsc::channel();
+    let (paused_tx, paused) = mpsc::channel::<SocketAddr>();
     let (server, (echo, ports, factory_port), log) =
         ReactorThread::start(Some(LevelFilter::ERROR), move |r| {
             let echo = r.listen_tcp(localhost(), |_| Some(Box::new(Echo) as Box<dyn Protocol>)).unwrap();
             let mut ports = HashMap::new();
             for mode in ALL {
                 let lost = lost_tx.clone();
+                let paused = paused_tx.clone();
                 let port = r
                     .listen_tcp(localhost(), move |peer| {
-                        Some(Box::new(Faulty { mode, peer, lost: lost.clone() }) as Box<dyn Protocol>)
+                        Some(Box::new(Faulty { mode, peer, lost: lost.clone(), paused: paused.clone() })
+                            as Box<dyn Protocol>)
                     })
                     .unwrap();
                 ports.insert(mode, port.local_addr());
@@ -190,7 +208,10 @@ fn a_panic_in_any_callback_is_isolated_beside_100_healthy_echo_connections() {
             PanicIn::ConnectionMade | PanicIn::TimerFired | PanicIn::ProducerResumeProducing => {}
             PanicIn::DataReceived | PanicIn::ConnectionLost => c.write_all(b"x").unwrap(),
             PanicIn::EofReceived => c.shutdown(Shutdown::Write).unwrap(),
-            PanicIn::OwnResumeProducing => {}
+            PanicIn::OwnResumeProducing => {
+                let who = paused.recv_timeout(WAIT).expect("the writer was paused above the high mark");
+                assert_eq!(who, peers[&mode]);
+            }
         }
         let read = read_until_closed(&mut c);
         if mode == PanicIn::OwnResumeProducing {

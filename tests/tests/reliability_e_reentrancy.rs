@@ -47,6 +47,8 @@ struct Closer {
     /// Callbacks of this protocol on the stack.
     depth: Rc<Cell<u32>>,
     lost: Sender<Report>,
+    /// Told when this protocol is paused (its buffer went above the high mark).
+    paused: Sender<()>,
 }
 
 impl Closer {
@@ -78,9 +80,17 @@ impl Protocol for Closer {
             Site::Timer => {
                 cx.call_later(Duration::from_millis(1));
             }
-            // Far above the high mark; resume_producing comes once the client has read.
+            // Above the high mark; resume_producing comes once the client has read.
             Site::ResumeProducing => {
-                cx.transport().write(&vec![b'r'; 1 << 20]);
+                // Write until the buffer is above the high mark (the kernel takes what it can
+                // first; the client reads nothing until told of the pause); bounded, as a
+                // loopback socket never takes 256 MiB.
+                let chunk = vec![b'r'; 1 << 20];
+                for _ in 0..256 {
+                    if cx.transport().write(&chunk) {
+                        break;
+                    }
+                }
             }
             _ => {}
         }
@@ -98,6 +108,11 @@ impl Protocol for Closer {
         self.enter();
         self.close_if(cx, Site::Timer);
         self.leave();
+    }
+
+    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        cx.transport().pause_reading();
+        let _ = self.paused.send(());
     }
 
     fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
@@ -129,12 +144,14 @@ fn read_until_closed(stream: &mut TcpStream) {
 fn abort_and_lose_in_every_order_from_every_callback_end_once_and_never_nested() {
     let baseline = fd_count();
     let (tx, lost) = mpsc::channel();
+    let (paused_tx, paused) = mpsc::channel();
     let (server, ports, _) = ReactorThread::start(None, move |r| {
         let mut ports: Vec<(Site, Close, Close, SocketAddr)> = Vec::new();
         for site in SITES {
             for first in CLOSES {
                 for second in CLOSES {
                     let lost = tx.clone();
+                    let paused = paused_tx.clone();
                     let port = r
                         .listen_tcp(localhost(), move |_| {
                             Some(Box::new(Closer {
@@ -142,6 +159,7 @@ fn abort_and_lose_in_every_order_from_every_callback_end_once_and_never_nested()
                                 pair: (first, second),
                                 depth: Rc::default(),
                                 lost: lost.clone(),
+                                paused: paused.clone(),
                             }) as Box<dyn Protocol>)
                         })
                         .unwrap();
@@ -156,6 +174,10 @@ fn abort_and_lose_in_every_order_from_every_callback_end_once_and_never_nested()
         c.set_read_timeout(Some(WAIT)).unwrap();
         if site == Site::DataReceived {
             c.write_all(b"go").unwrap();
+        }
+        if site == Site::ResumeProducing {
+            // Read nothing until the writer is paused, so the kernel cannot keep taking it all.
+            paused.recv_timeout(WAIT).expect("the writer was paused above the high mark");
         }
         read_until_closed(&mut c);
         let report = lost.recv_timeout(WAIT).expect("connection_lost");

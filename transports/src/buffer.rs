@@ -18,6 +18,9 @@ pub const DEFAULT_HIGH_WATERMARK: usize = 64 * 1024;
 pub const DEFAULT_LOW_WATERMARK: usize = 16 * 1024;
 /// Largest number of bytes handed to one `write_vectored` call (Twisted's `SEND_LIMIT`).
 pub const MAX_WRITE_PER_CALL: usize = 128 * 1024;
+/// Writes at least this large, made while nothing is buffered, go straight to the socket instead
+/// of being copied into the buffer first (see `Connection::write`).
+pub const DIRECT_WRITE_MIN: usize = 16 * 1024;
 /// Largest number of slices handed to one `write_vectored` call.
 const MAX_IOVECS: usize = 64;
 /// Owned chunks shorter than this are copied into the tail instead of queued on their own.
@@ -111,6 +114,11 @@ impl WriteBuffer {
     /// Number of `write_vectored` calls this buffer has made.
     pub fn write_calls(&self) -> u64 {
         self.write_calls
+    }
+
+    /// Counts a write system call made around the buffer (a direct write of a large slice).
+    pub fn note_write_call(&mut self) {
+        self.write_calls += 1;
     }
 
     /// Appends a copy of `data`; returns whether the buffer is now above the high watermark.

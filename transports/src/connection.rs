@@ -7,7 +7,7 @@ use std::io;
 
 use bytes::Bytes;
 
-use crate::buffer::{FlushStatus, WriteBuffer};
+use crate::buffer::{FlushStatus, WriteBuffer, DIRECT_WRITE_MIN, MAX_WRITE_PER_CALL};
 
 /// What a transport needs from its socket beyond `Read` and `Write`.
 pub trait Socket: io::Read + io::Write {
@@ -55,6 +55,10 @@ pub struct Connection<S> {
     write_blocked: bool,
     max_buffer: Option<usize>,
     hold_fin: bool,
+    /// An error from a direct write, reported by the next flush.
+    write_error: Option<io::Error>,
+    /// Bytes accepted by `write`/`write_bytes` so far, sent directly or buffered.
+    accepted: u64,
 }
 
 impl<S: Socket> Connection<S> {
@@ -72,6 +76,8 @@ impl<S: Socket> Connection<S> {
             write_blocked: false,
             max_buffer: None,
             hold_fin: false,
+            write_error: None,
+            accepted: 0,
         }
     }
 
@@ -110,9 +116,47 @@ impl<S: Socket> Connection<S> {
     /// Queues a copy of `data`. Ignored after `lose_connection`, `write_eof` or `abort` (but
     /// see [`accepts_writes`](Self::accepts_writes) for a held close).
     /// Returns whether the buffer is now above the high watermark.
+    ///
+    /// A large write ([`DIRECT_WRITE_MIN`] bytes or more) made while nothing is buffered goes
+    /// to the socket at once, at most [`MAX_WRITE_PER_CALL`] bytes a call, and only what the
+    /// socket does not take is copied into the buffer: coalescing gains nothing at that size,
+    /// and the copy is most of a streaming server's own CPU. An error there is kept and reported
+    /// by the next [`flush`](Self::flush), so the caller still learns of it after its callback.
     pub fn write(&mut self, data: &[u8]) -> bool {
         if !self.accepts_writes() {
             return false;
+        }
+        self.accepted += data.len() as u64;
+        let mut data = data;
+        if data.len() >= DIRECT_WRITE_MIN
+            && self.buffer.is_empty()
+            && !self.write_blocked
+            && self.write_error.is_none()
+        {
+            while !data.is_empty() {
+                let take = data.len().min(MAX_WRITE_PER_CALL);
+                self.buffer.note_write_call();
+                match self.socket.write(&data[..take]) {
+                    Ok(0) => {
+                        self.write_error = Some(io::ErrorKind::WriteZero.into());
+                        return false;
+                    }
+                    Ok(n) => {
+                        data = &data[n..];
+                        if n < take {
+                            break; // The socket's buffer is full: queue the rest.
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // Queue it; the flush after this callback meets the full socket again and
+                    // waits for writability.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        self.write_error = Some(e);
+                        return false;
+                    }
+                }
+            }
         }
         self.buffer.push_slice(data)
     }
@@ -122,7 +166,16 @@ impl<S: Socket> Connection<S> {
         if !self.accepts_writes() {
             return false;
         }
+        self.accepted += data.len() as u64;
         self.buffer.push_bytes(data)
+    }
+
+    /// Bytes accepted by [`write`](Self::write) and [`write_bytes`](Self::write_bytes) so far,
+    /// whether they went to the socket at once or into the buffer. Wrappers that meter a
+    /// protocol's output (throttling, write-activity timeouts) compare it before and after a
+    /// callback.
+    pub fn bytes_accepted(&self) -> u64 {
+        self.accepted
     }
 
     /// Sets a hard cap on buffered bytes (`None`: no cap, the default).
@@ -239,6 +292,9 @@ impl<S: Socket> Connection<S> {
     /// True when a flush has work to do now: buffered data, or a pending FIN, and the socket is
     /// not known to be blocked.
     pub fn needs_flush(&self) -> bool {
+        if self.write_error.is_some() && !self.aborted {
+            return true;
+        }
         !self.aborted
             && !self.write_blocked
             && (!self.buffer.is_empty()
@@ -260,6 +316,9 @@ impl<S: Socket> Connection<S> {
     pub fn flush(&mut self, max_calls: usize) -> io::Result<WriteState> {
         if self.aborted {
             return Ok(WriteState::Idle);
+        }
+        if let Some(e) = self.write_error.take() {
+            return Err(e);
         }
         match self.buffer.flush_to(&mut self.socket, max_calls)? {
             FlushStatus::WouldBlock => {
@@ -312,6 +371,44 @@ mod tests {
         server.set_nonblocking(true).unwrap();
         client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         (Connection::new(mio::net::TcpStream::from_std(server)), client)
+    }
+
+    #[test]
+    fn a_large_write_goes_to_the_socket_at_once_and_only_the_rest_is_buffered() {
+        let mut socket = crate::MemorySocket::new();
+        socket.set_window(Some(100 * 1024));
+        let mut conn = Connection::new(socket);
+        // Small writes are buffered (coalesced); nothing reaches the socket yet.
+        assert!(!conn.write(&[1; 100]));
+        assert_eq!((conn.socket().written_len(), conn.buffer().len()), (0, 100));
+        assert_eq!(conn.flush(usize::MAX).unwrap(), WriteState::Idle);
+        // A large write on an empty buffer: the socket takes what its window allows (in calls of
+        // at most 128 KiB), the rest is buffered, and it all counts as accepted.
+        assert!(conn.write(&[2; 200 * 1024]), "the 100 KiB left over is above the high mark");
+        assert_eq!(conn.socket().written_len(), 100 * 1024);
+        assert_eq!(conn.buffer().len(), 100 * 1024 + 100);
+        assert_eq!(conn.bytes_accepted(), 100 + 200 * 1024);
+        // With data buffered, even a large write queues behind it, in order.
+        conn.write(&[3; 20 * 1024]);
+        assert_eq!(conn.buffer().len(), 120 * 1024 + 100);
+        let mut out = conn.socket_mut().take_written();
+        conn.socket_mut().set_window(None);
+        assert_eq!(conn.flush(usize::MAX).unwrap(), WriteState::Idle);
+        out.extend(conn.socket_mut().take_written());
+        let mut expected = vec![1; 100];
+        expected.extend([2; 200 * 1024]);
+        expected.extend([3; 20 * 1024]);
+        assert!(out == expected, "every byte, in order");
+    }
+
+    #[test]
+    fn a_direct_write_error_is_reported_by_the_next_flush() {
+        let mut socket = crate::MemorySocket::new();
+        socket.reset();
+        let mut conn = Connection::new(socket);
+        assert!(!conn.write(&[0; 64 * 1024]));
+        assert!(conn.needs_flush(), "the error waits for the flush after the callback");
+        assert!(conn.flush(usize::MAX).is_err());
     }
 
     #[test]

@@ -26,7 +26,8 @@ use std::io;
 use std::net::SocketAddr;
 
 pub use buffer::{
-    FlushStatus, WriteBuffer, DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK, MAX_WRITE_PER_CALL,
+    FlushStatus, WriteBuffer, DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK, DIRECT_WRITE_MIN,
+    MAX_WRITE_PER_CALL,
 };
 pub use connection::{Connection, ReadOutcome, Socket, WriteState};
 pub use memory::{MemorySocket, Stream};

@@ -349,7 +349,7 @@ impl Throttled {
     /// sees (and sets) its own pause state; bytes it writes are charged to the write bucket.
     fn forward<R>(&mut self, cx: &mut Ctx<'_>, f: impl FnOnce(&mut dyn Protocol, &mut Ctx<'_>) -> R) -> R {
         let metering = self.shared.borrow().write.is_some();
-        let before = if metering { cx.transport().write_buffer_len() } else { 0 };
+        let before = if metering { cx.transport().bytes_written() } else { 0 };
         if self.read_held && !self.inner_read_paused {
             cx.transport().resume_reading();
         }
@@ -359,9 +359,9 @@ impl Throttled {
             cx.transport().pause_reading();
         }
         if metering {
-            let wrote = cx.transport().write_buffer_len().saturating_sub(before);
+            let wrote = cx.transport().bytes_written().saturating_sub(before);
             if wrote > 0 {
-                self.charge_write(cx, wrote);
+                self.charge_write(cx, usize::try_from(wrote).unwrap_or(usize::MAX));
             }
         }
         result

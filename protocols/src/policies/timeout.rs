@@ -309,9 +309,9 @@ impl<P: ?Sized + Protocol> TimeoutProtocol<P> {
     /// Calls the wrapped protocol, then counts its writes and applies handle changes.
     fn forward<R>(&mut self, cx: &mut Ctx<'_>, f: impl FnOnce(&mut P, &mut Ctx<'_>) -> R) -> R {
         let count_writes = self.state.0.borrow().reset_on_write;
-        let before = if count_writes { cx.transport().write_buffer_len() } else { 0 };
+        let before = if count_writes { cx.transport().bytes_written() } else { 0 };
         let result = f(&mut self.inner, cx);
-        let wrote = count_writes && cx.transport().write_buffer_len() > before;
+        let wrote = count_writes && cx.transport().bytes_written() > before;
         let mut state = self.state.0.borrow_mut();
         if wrote {
             state.last_activity = Some(cx.now());
