@@ -183,7 +183,12 @@ impl WriteBuffer {
                 return Ok(FlushStatus::BudgetExhausted);
             }
             calls += 1;
-            let result = {
+            let result = if self.chunks.is_empty() {
+                // Only copied bytes (the common small-write case): one plain write, no iovecs.
+                let rest = &self.tail[self.tail_pos..];
+                self.write_calls += 1;
+                sink.write(&rest[..rest.len().min(MAX_WRITE_PER_CALL)])
+            } else {
                 let mut slices: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut n = 0;
                 let mut total = 0;
