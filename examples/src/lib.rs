@@ -102,6 +102,27 @@ pub fn io_error_text(error: &io::Error) -> String {
     }
 }
 
+/// How an example's run failed: its exit code and a one-line message for stderr.
+pub type Failure = (i32, String);
+
+/// The end of every example's `main`: success is exit code 0; a [`Failure`] is printed as one
+/// `error: ...` line on stderr and becomes its exit code.
+pub fn exit_with(result: Result<(), Failure>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}
+
+/// A failure to set the reactor up (creating its poller, installing signal handlers): exit
+/// code 2 and `cannot start the reactor: <reason>`.
+pub fn startup_failure(error: io::Error) -> Failure {
+    (EXIT_USAGE, format!("cannot start the reactor: {}", io_error_text(&error)))
+}
+
 /// `cannot listen on 127.0.0.1:8000: Address already in use`, without the `(os error 98)`: the
 /// one line a server prints when `listen_tcp` fails.
 pub fn listen_error(addr: SocketAddr, error: &torsion_reactor::Error) -> String {

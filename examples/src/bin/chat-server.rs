@@ -28,7 +28,8 @@ use clap::builder::TypedValueParser as _;
 use clap::Parser;
 use torsion_examples::chat::{self, ChatConfig, ChatServer, DEFAULT_MAX_CLIENTS};
 use torsion_examples::{
-    announce_listening, init_logging, io_error_text, listen_error, resolve_addr, EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, exit_with, init_logging, io_error_text, listen_error, resolve_addr, startup_failure,
+    EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::Reactor;
 use tracing::info;
@@ -54,34 +55,26 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
-    match serve(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(code as u8)
-        }
-    }
+    exit_with(serve(&args))
 }
 
 /// Runs the server until a signal stops it. Errors carry the exit code and a one-line message.
 fn serve(args: &Args) -> Result<(), (i32, String)> {
     let addr = resolve_addr(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
-    let startup =
-        |e: std::io::Error| (EXIT_USAGE, format!("cannot start the reactor: {}", io_error_text(&e)));
 
     let config = ChatConfig {
         max_clients: args.max_clients,
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
         ..ChatConfig::default()
     };
-    let mut reactor = Reactor::new().map_err(startup)?;
+    let mut reactor = Reactor::new().map_err(startup_failure)?;
     // Small reads per turn: a burst from the talkers is fanned out in slices, not megabytes.
     chat::tune_reactor(&mut reactor);
     // The factory owns the room; every protocol it builds shares it.
     let server = ChatServer::new(config);
     let room = server.room();
     let port = reactor.listen_tcp(addr, server).map_err(|e| (EXIT_USAGE, listen_error(addr, &e)))?;
-    reactor.install_signal_handlers().map_err(startup)?;
+    reactor.install_signal_handlers().map_err(startup_failure)?;
 
     let local = port.local_addr();
     announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;

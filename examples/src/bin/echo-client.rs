@@ -32,7 +32,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
-use torsion_examples::{init_logging, io_error_text, resolve_addr, LineBuffer, EXIT_FAILURE, EXIT_USAGE};
+use torsion_examples::{
+    exit_with, init_logging, io_error_text, resolve_addr, startup_failure, LineBuffer, EXIT_FAILURE,
+    EXIT_USAGE,
+};
 use torsion_reactor::{
     ClientFactory, ConnId, Ctx, DisconnectReason, Error, Protocol, Reactor, ReactorHandle, TransportError,
 };
@@ -224,13 +227,7 @@ fn connect_error(addr: SocketAddr, error: &Error) -> String {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(code as u8)
-        }
-    }
+    exit_with(run(&args))
 }
 
 /// Connects, runs the reactor until the connection is over, and judges how it went. Errors
@@ -248,8 +245,7 @@ fn run(args: &Args) -> Result<(), (i32, String)> {
         }
     };
 
-    let mut reactor = Reactor::new()
-        .map_err(|e| (EXIT_USAGE, format!("cannot start the reactor: {}", io_error_text(&e))))?;
+    let mut reactor = Reactor::new().map_err(startup_failure)?;
     let outcome = Rc::new(RefCell::new(Outcome::default()));
     let factory = EchoClientFactory { mode: mode.clone(), addr, outcome: outcome.clone() };
     reactor.connect_tcp(addr, factory).map_err(|e| (EXIT_FAILURE, connect_error(addr, &e)))?;

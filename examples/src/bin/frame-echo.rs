@@ -29,7 +29,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use torsion_examples::{
-    announce_listening, init_logging, io_error_text, listen_error, resolve_addr, EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, exit_with, init_logging, io_error_text, listen_error, resolve_addr, startup_failure,
+    EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_protocols::framing::{
     IntNStringReceiver, LengthPrefix, LineCtx, LineHandler, LineReceiver, NetstringReceiver, StringCtx,
@@ -135,29 +136,21 @@ fn build(framing: Framing, max_length: Option<usize>) -> Box<dyn Protocol> {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
-    match serve(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(code as u8)
-        }
-    }
+    exit_with(serve(&args))
 }
 
 /// Runs the server until a signal stops it. Errors carry the exit code and a one-line message.
 fn serve(args: &Args) -> Result<(), (i32, String)> {
     let addr = resolve_addr(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
-    let startup =
-        |e: std::io::Error| (EXIT_USAGE, format!("cannot start the reactor: {}", io_error_text(&e)));
 
-    let mut reactor = Reactor::new().map_err(startup)?;
+    let mut reactor = Reactor::new().map_err(startup_failure)?;
     let (framing, max_length) = (args.framing, args.max_length);
     let factory = move |peer: SocketAddr| {
         debug!(%peer, "accepted a connection");
         Some(build(framing, max_length))
     };
     let port = reactor.listen_tcp(addr, factory).map_err(|e| (EXIT_USAGE, listen_error(addr, &e)))?;
-    reactor.install_signal_handlers().map_err(startup)?;
+    reactor.install_signal_handlers().map_err(startup_failure)?;
 
     let local = port.local_addr();
     announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;

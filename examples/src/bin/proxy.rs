@@ -31,7 +31,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use torsion_examples::proxy::Proxy;
 use torsion_examples::{
-    announce_listening, init_logging, io_error_text, listen_error, resolve_addr, EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, exit_with, init_logging, io_error_text, listen_error, resolve_addr, startup_failure,
+    EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::Reactor;
 use tracing::info;
@@ -53,26 +54,18 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
-    match serve(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(code as u8)
-        }
-    }
+    exit_with(serve(&args))
 }
 
 /// Runs the proxy until a signal stops it. Errors carry the exit code and a one-line message.
 fn serve(args: &Args) -> Result<(), (i32, String)> {
     let listen = resolve_addr(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
     let target = resolve_addr(&args.target).map_err(|message| (EXIT_USAGE, message))?;
-    let startup =
-        |e: std::io::Error| (EXIT_USAGE, format!("cannot start the reactor: {}", io_error_text(&e)));
 
-    let mut reactor = Reactor::new().map_err(startup)?;
+    let mut reactor = Reactor::new().map_err(startup_failure)?;
     let port =
         reactor.listen_tcp(listen, Proxy::new(target)).map_err(|e| (EXIT_USAGE, listen_error(listen, &e)))?;
-    reactor.install_signal_handlers().map_err(startup)?;
+    reactor.install_signal_handlers().map_err(startup_failure)?;
 
     let local = port.local_addr();
     announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
