@@ -64,8 +64,9 @@ SINK_INTERVAL_MS=100
 HIGH_WATERMARK_KIB=64
 READ_BUFFER_KIB=256
 
-die() { echo "proxy.sh: $*" >&2; exit 1; }
-note() { echo "proxy.sh: $*" >&2; }
+BENCH_SCRIPT=proxy.sh
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
 
 for name in $SCENARIOS; do
     [[ " $ALL_SCENARIOS " == *" $name "* ]] ||
@@ -87,26 +88,9 @@ FLOOD_TIMEOUT=$(awk -v d="$FLOOD_DURATION" -v i="$FLOOD_IDLE" 'BEGIN { printf "%
 # --- Environment -----------------------------------------------------------------
 
 # 100 proxied pairs need about 400 descriptors in all; raise the soft limit if it is low.
-want_fds=4096
-soft=$(ulimit -Sn)
-hard=$(ulimit -Hn)
-if [[ $soft != unlimited && $soft -lt $want_fds ]]; then
-    if [[ $hard == unlimited || $hard -ge $want_fds ]]; then
-        ulimit -Sn "$want_fds"
-    else
-        ulimit -Sn "$hard"
-    fi
-fi
-
+raise_fd_limit 4096
 # Pin the proxy (or the direct echo server) and the client side to different cores.
-PIN_SERVER=()
-PIN_LOADGEN=()
-if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
-    PIN_SERVER=(taskset -c "$SERVER_CPU")
-    PIN_LOADGEN=(taskset -c "$LOADGEN_CPU")
-else
-    note "taskset missing or fewer than 2 CPUs: running unpinned (figures are less comparable)"
-fi
+pin_cpus
 
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -199,46 +183,10 @@ start_server() {
     return 1
 }
 
-# Prints utime + stime of process $1 in clock ticks (fields 14 and 15 of
-# /proc/PID/stat; the text after the last ')' starts at field 3).
-cpu_ticks() {
-    local stat
-    stat=$(<"/proc/$1/stat")
-    stat=${stat##*) }
-    # shellcheck disable=SC2086  # split into fields on purpose
-    set -- $stat
-    echo $((${12} + ${13}))
-}
-
-# Prints field $2 (VmRSS, VmHWM, ...) of /proc/$1/status in KiB, with builtins only (it
-# runs ten times a second during the memory scenario).
-status_kib() {
-    local key value _rest
-    while read -r key value _rest; do
-        if [[ $key == "$2:" ]]; then
-            echo "$value"
-            return 0
-        fi
-    done <"/proc/$1/status"
-    return 1
-}
-
 # Prints the number of open file descriptors of process $1.
 fd_count() {
     local fds=("/proc/$1/fd/"*)
     echo "${#fds[@]}"
-}
-
-# Prints the value of key $2 in the `RESULT key=value ...` line $1.
-result_field() {
-    local field
-    for field in $1; do
-        if [[ $field == "$2="* ]]; then
-            echo "${field#*=}"
-            return
-        fi
-    done
-    echo na
 }
 
 # Prints CPU time per unit of work: microseconds per message (pingpong) or per

@@ -32,8 +32,9 @@ LOADGEN=$RELEASE/loadgen
 # Longest a server may take to print its `listening on` line, in tenths of a second.
 STARTUP_TENTHS=100
 
-die() { echo "run.sh: $*" >&2; exit 1; }
-note() { echo "run.sh: $*" >&2; }
+BENCH_SCRIPT=run.sh
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
 
 for name in $SERVERS; do
     [[ " raw-mio torsion tokio asyncio " == *" $name "* ]] ||
@@ -52,27 +53,9 @@ LOADGEN_TIMEOUT=$(awk -v d="$DURATION" 'BEGIN { printf "%d", d + 60 }')
 
 # 1000 connections need more than the usual 1024 descriptors, in both the server and
 # the load generator (both inherit this shell's limit).
-want_fds=4096
-soft=$(ulimit -Sn)
-hard=$(ulimit -Hn)
-if [[ $soft != unlimited && $soft -lt $want_fds ]]; then
-    if [[ $hard == unlimited || $hard -ge $want_fds ]]; then
-        ulimit -Sn "$want_fds"
-    else
-        ulimit -Sn "$hard"
-        note "fd hard limit is $hard; the 1000-connection scenario may fail"
-    fi
-fi
-
+raise_fd_limit 4096
 # Pin the server and the load generator to different cores, if we can.
-PIN_SERVER=()
-PIN_LOADGEN=()
-if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
-    PIN_SERVER=(taskset -c "$SERVER_CPU")
-    PIN_LOADGEN=(taskset -c "$LOADGEN_CPU")
-else
-    note "taskset missing or fewer than 2 CPUs: running unpinned (figures are less comparable)"
-fi
+pin_cpus
 
 CLK_TCK=$(getconf CLK_TCK)
 # The real interpreter, not a wrapper (such as a pyenv shim) that would run extra
@@ -180,34 +163,6 @@ start_server() {
     return 1
 }
 
-# Prints utime + stime of process $1 in clock ticks (fields 14 and 15 of
-# /proc/PID/stat; the text after the last ')' starts at field 3).
-cpu_ticks() {
-    local stat
-    stat=$(<"/proc/$1/stat")
-    stat=${stat##*) }
-    # shellcheck disable=SC2086  # split into fields on purpose
-    set -- $stat
-    echo $((${12} + ${13}))
-}
-
-# Prints the peak resident set size (VmHWM) of process $1 in KiB.
-peak_rss_kib() {
-    awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
-}
-
-# Prints the value of key $2 in the `RESULT key=value ...` line $1.
-result_field() {
-    local field
-    for field in $1; do
-        if [[ $field == "$2="* ]]; then
-            echo "${field#*=}"
-            return
-        fi
-    done
-    echo na
-}
-
 # --- Run -------------------------------------------------------------------------
 
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -241,7 +196,7 @@ for server in $SERVERS; do
             continue
         fi
         cpu_after=$(cpu_ticks "$SERVER_PID")
-        rss=$(peak_rss_kib "$SERVER_PID")
+        rss=$(status_kib "$SERVER_PID" VmHWM)
         stop_server
 
         result=$(grep '^RESULT ' <<<"$lg_out" || true)
