@@ -34,6 +34,25 @@ pub fn refused_addr() -> (socket2::Socket, SocketAddr) {
     (socket, addr)
 }
 
+/// A loopback listener whose accept queue is full, so that a further connect hangs until it
+/// times out: `listen(1)`, never accepted, filled by up to four raw connects (the kernel then
+/// drops further SYNs). Keep both returned values alive for as long as the queue must stay full.
+pub fn full_accept_queue() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&localhost().into()).expect("bind 127.0.0.1:0");
+    socket.listen(1).expect("listen(1)");
+    let addr = socket.local_addr().expect("local_addr").as_socket().expect("an inet address");
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        // Some of these complete (queued), the rest time out: either way the queue is full.
+        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            fillers.push(s);
+        }
+    }
+    assert!(!fillers.is_empty(), "the accept queue took no connection at all");
+    (socket, fillers, addr)
+}
+
 /// Deterministic pseudo-random bytes (xorshift64*), so failures are reproducible.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use torsion_reactor::{ClientFactory, Ctx, Error, Protocol, Reactor};
-use torsion_tests::{localhost, refused_addr, run_until};
+use torsion_tests::{full_accept_queue, refused_addr, run_until};
 
 /// Records the failure, or that the connection was made.
 struct Outcome {
@@ -63,19 +63,8 @@ fn refused_connect_calls_client_connection_failed() {
 
 #[test]
 fn connect_times_out_against_a_full_accept_queue() {
-    // listen(1) and never accept: once the queue is full the kernel drops further SYNs.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&localhost().into()).unwrap();
-    socket.listen(1).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        // Some of these complete (queued), the rest time out: either way the queue is full.
-        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            fillers.push(s);
-        }
-    }
-    assert!(!fillers.is_empty(), "the accept queue took no connection at all");
+    // listen(1), never accepted, queue full: the kernel drops further SYNs.
+    let (_listener, _fillers, addr) = full_accept_queue();
 
     let mut reactor = Reactor::new().unwrap();
     let (factory, failures, made) = outcome();

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use torsion_reactor::{ClientFactory, Ctx, Error, Protocol, Reactor};
-use torsion_tests::{fd_count, localhost, refused_addr, run_until, serial};
+use torsion_tests::{fd_count, full_accept_queue, refused_addr, run_until, serial};
 
 /// What a connect attempt came to: the failures (with when they came) and `connection_made`s.
 #[derive(Default)]
@@ -78,19 +78,8 @@ fn connect_refused_fails_within_1s_without_connection_made_and_frees_the_socket(
 #[test]
 fn connect_timeout_against_a_full_accept_queue_fails_in_300_to_800_ms_and_closes_the_socket() {
     let _serial = serial();
-    // listen(1) and never accept: once the queue is full the kernel drops further SYNs.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&localhost().into()).unwrap();
-    socket.listen(1).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        // Some of these complete (queued), the rest time out: either way the queue is full.
-        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            fillers.push(s);
-        }
-    }
-    assert!(!fillers.is_empty(), "the accept queue took no connection at all");
+    // listen(1), never accepted, queue full: the kernel drops further SYNs.
+    let (_listener, _fillers, addr) = full_accept_queue();
 
     let mut reactor = Reactor::new().unwrap();
     let baseline = fd_count();
