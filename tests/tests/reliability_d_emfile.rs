@@ -9,17 +9,14 @@
 //! `examples/tests/accept_emfile.rs` checks the same mechanism at a limit of 24; this is the
 //! catalogue's full scenario.
 
-mod reliability_cdef_util;
-
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reliability_cdef_util::cpu_ticks;
 use torsion_protocols::Echo;
 use torsion_reactor::{Protocol, Reactor};
-use torsion_tests::WAIT;
+use torsion_tests::{process_cpu, WAIT};
 
 const CHILD_ENV: &str = "TORSION_RELIABILITY_EMFILE_CHILD";
 const EXHAUSTED: &str = "accept: out of resources";
@@ -99,7 +96,7 @@ fn load_emfile_recovery_with_400_clients_at_a_limit_of_256() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the child server under prlimit");
-    let pid = child.id().to_string(); // prlimit execs the server in place: same PID
+    let pid = child.id(); // prlimit execs the server in place: same PID
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let guard = Guard(child);
@@ -136,7 +133,7 @@ fn load_emfile_recovery_with_400_clients_at_a_limit_of_256() {
 
     // Hold 3 s at the limit, with clients queueing meanwhile: CPU stays near zero, the
     // established connections keep echoing, every queued client is served or closed in 1.5 s.
-    let before = cpu_ticks(&pid);
+    let before = process_cpu(pid);
     let hold = Instant::now();
     let mut queued_waits = Vec::new();
     while hold.elapsed() < Duration::from_secs(3) {
@@ -148,7 +145,7 @@ fn load_emfile_recovery_with_400_clients_at_a_limit_of_256() {
             assert_eq!(probe(c), Probe::Echoed, "an established connection stopped echoing at the limit");
         }
     }
-    let ticks = cpu_ticks(&pid) - before;
+    let cpu_used = process_cpu(pid) - before;
     let held = hold.elapsed();
     let worst_queued = queued_waits.iter().map(|w| w.0).max().unwrap();
     assert!(
@@ -171,7 +168,7 @@ fn load_emfile_recovery_with_400_clients_at_a_limit_of_256() {
     drop(guard);
     let log = log.join().unwrap();
     let emfile_lines = log.lines().filter(|l| l.contains(EXHAUSTED)).count();
-    let cpu = ticks as f64 / 100.0 / held.as_secs_f64();
+    let cpu = cpu_used.as_secs_f64() / held.as_secs_f64();
     println!(
         "emfile_recovery: {} served, {closed} closed at first; {} clients queued at the limit, worst wait \
          {worst_queued:?}; server CPU {:.1}% of a core over {held:?}; {emfile_lines} EMFILE log line(s) in \

@@ -17,9 +17,9 @@ use std::rc::Rc;
 use std::sync::mpsc::{self, Sender};
 use std::time::Duration;
 
-use reliability_cdef_util::{fd_count, ReactorThread};
+use reliability_cdef_util::ReactorThread;
 use torsion_reactor::{Ctx, DisconnectReason, Protocol, TimerId};
-use torsion_tests::{localhost, wait_for, WAIT};
+use torsion_tests::{fd_count, localhost, wait_for, WAIT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Site {

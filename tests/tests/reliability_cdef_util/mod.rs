@@ -1,5 +1,5 @@
 //! Shared vocabulary of the reliability tests in groups C–F (`reliability_{c,d,e}_*.rs`):
-//! latency statistics, CPU and fd readings from `/proc`, log capture, a reactor on its own
+//! latency statistics, log capture, a reactor on its own
 //! thread, and a mio ping-pong client that measures round trips without a thread per peer.
 //!
 //! Each test binary uses part of it.
@@ -46,32 +46,6 @@ impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "n={} p50={:?} p99={:?} max={:?}", self.n, self.p50, self.p99, self.max)
     }
-}
-
-/// utime + stime of a process (or `self`), in clock ticks (1/100 s here), from `/proc/<pid>/stat`.
-pub fn cpu_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-/// utime + stime of one thread of this process, in clock ticks.
-pub fn thread_cpu_ticks(tid: i32) -> u64 {
-    cpu_ticks(&format!("self/task/{tid}"))
-}
-
-/// The kernel id of the calling thread (for [`thread_cpu_ticks`]).
-pub fn current_tid() -> i32 {
-    std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
-        .expect("tid")
-}
-
-/// Open descriptors of this process.
-pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
 /// A `Write` sink shared with a tracing subscriber, to read the log back.
@@ -121,8 +95,6 @@ pub struct ReactorThread {
     /// Stops or calls into the reactor.
     pub handle: ReactorHandle,
     thread: Option<JoinHandle<()>>,
-    /// The kernel thread id, for CPU readings.
-    pub tid: i32,
 }
 
 impl ReactorThread {
@@ -143,11 +115,11 @@ impl ReactorThread {
             };
             let mut reactor = Reactor::new().expect("reactor");
             let out = setup(&mut reactor);
-            tx.send((reactor.handle(), out, current_tid(), captured)).expect("send setup");
+            tx.send((reactor.handle(), out, captured)).expect("send setup");
             reactor.run().expect("reactor failed");
         });
-        let (handle, out, tid, captured) = rx.recv_timeout(WAIT).expect("reactor thread did not start");
-        (ReactorThread { handle, thread: Some(thread), tid }, out, captured)
+        let (handle, out, captured) = rx.recv_timeout(WAIT).expect("reactor thread did not start");
+        (ReactorThread { handle, thread: Some(thread) }, out, captured)
     }
 
     /// True once `run()` has returned.
