@@ -93,6 +93,15 @@ fn on_data(mut f: impl FnMut(&mut Ctx<'_>) + 'static) -> Scripted {
     Scripted { on_made: Box::new(|_| {}), on_data: Box::new(move |cx, _| f(cx)) }
 }
 
+/// Accepts a connection whose protocol runs `f` on the peer's first bytes, sent while the
+/// peer reads nothing (window 0): whatever `f` writes stays in the write buffer.
+fn start_stalled(h: &mut Harness, f: impl FnMut(&mut Ctx<'_>) + 'static) -> ConnId {
+    let id = accept(h, on_data(f));
+    h.set_peer_window(id, Some(0));
+    h.feed(id, b"go");
+    id
+}
+
 /// Takes everything the peer can read until the connection has nothing more to send.
 fn drain(h: &mut Harness, id: ConnId) -> Vec<u8> {
     let mut got = Vec::new();
@@ -208,17 +217,12 @@ fn a_push_producer_that_writes_in_resume_producing_is_paused_again_and_stays_bou
     let log = log();
     let mut h = Harness::new();
     let l = log.clone();
-    let id = accept(
-        &mut h,
-        on_data(move |cx| {
-            // 100 KiB now takes the buffer over the high mark (the peer takes nothing yet);
-            // every resume adds 80 KiB more.
-            cx.transport().write(&[b'x'; 100 * 1024]);
-            cx.transport().register_producer(Recording::new(&l, 80 * 1024, 400 * 1024), true).unwrap();
-        }),
-    );
-    h.set_peer_window(id, Some(0));
-    h.feed(id, b"go");
+    let id = start_stalled(&mut h, move |cx| {
+        // 100 KiB now takes the buffer over the high mark (the peer takes nothing yet);
+        // every resume adds 80 KiB more.
+        cx.transport().write(&[b'x'; 100 * 1024]);
+        cx.transport().register_producer(Recording::new(&l, 80 * 1024, 400 * 1024), true).unwrap();
+    });
     h.set_peer_window(id, Some(8 * 1024));
     let got = drain(&mut h, id);
     assert_eq!(got.len(), 500 * 1024, "everything written arrives");
@@ -243,17 +247,12 @@ fn a_pull_producer_is_resumed_after_each_drain_and_never_paused() {
     let log = log();
     let mut h = Harness::new();
     let l = log.clone();
-    let id = accept(
-        &mut h,
-        on_data(move |cx| {
-            // Chunks larger than the high mark: a push producer would be paused; a pull one not.
-            let mut producer = Recording::new(&l, 100 * 1024, 1024 * 1024);
-            producer.unregister_when_done = true;
-            cx.transport().register_producer(producer, false).unwrap();
-        }),
-    );
-    h.set_peer_window(id, Some(0));
-    h.feed(id, b"go");
+    let id = start_stalled(&mut h, move |cx| {
+        // Chunks larger than the high mark: a push producer would be paused; a pull one not.
+        let mut producer = Recording::new(&l, 100 * 1024, 1024 * 1024);
+        producer.unregister_when_done = true;
+        cx.transport().register_producer(producer, false).unwrap();
+    });
     assert_eq!(entries(&log, "resume"), 1, "resumed right after registering, then not until a drain");
     h.set_peer_window(id, Some(32 * 1024));
     let got = drain(&mut h, id);
@@ -270,17 +269,12 @@ fn lose_connection_waits_for_a_pull_producer_to_unregister() {
     let log = log();
     let mut h = Harness::new();
     let l = log.clone();
-    let id = accept(
-        &mut h,
-        on_data(move |cx| {
-            let mut producer = Recording::new(&l, 16 * 1024, 256 * 1024);
-            producer.unregister_when_done = true;
-            cx.transport().register_producer(producer, false).unwrap();
-            cx.transport().lose_connection();
-        }),
-    );
-    h.set_peer_window(id, Some(0));
-    h.feed(id, b"go");
+    let id = start_stalled(&mut h, move |cx| {
+        let mut producer = Recording::new(&l, 16 * 1024, 256 * 1024);
+        producer.unregister_when_done = true;
+        cx.transport().register_producer(producer, false).unwrap();
+        cx.transport().lose_connection();
+    });
     assert!(!h.fin_sent(id));
     h.set_peer_window(id, Some(16 * 1024));
     let mut got = Vec::new();
@@ -305,16 +299,11 @@ fn lose_connection_with_a_push_producer_stops_it_once_after_the_drain_then_fin()
     let log = log();
     let mut h = Harness::new();
     let l = log.clone();
-    let id = accept(
-        &mut h,
-        on_data(move |cx| {
-            cx.transport().write(&[b'x'; 200 * 1024]);
-            cx.transport().register_producer(Recording::new(&l, 0, 0), true).unwrap();
-            cx.transport().lose_connection();
-        }),
-    );
-    h.set_peer_window(id, Some(0));
-    h.feed(id, b"go");
+    let id = start_stalled(&mut h, move |cx| {
+        cx.transport().write(&[b'x'; 200 * 1024]);
+        cx.transport().register_producer(Recording::new(&l, 0, 0), true).unwrap();
+        cx.transport().lose_connection();
+    });
     assert!(!h.fin_sent(id));
     assert_eq!(entries(&log, "stop"), 0, "not before the buffer has drained");
     h.set_peer_window(id, Some(32 * 1024));
