@@ -262,6 +262,17 @@ impl Room {
         }
     }
 
+    /// Sends `line` (plus `\r\n`) to every member, for announcements from the server itself
+    /// (the chat server's `* Server shutting down` before a graceful stop).
+    pub fn announce(&self, cx: &mut Ctx<'_>, line: &str) {
+        let bytes = Bytes::from(format!("{line}\r\n"));
+        for &id in self.state.borrow().members.values() {
+            if let Some(mut transport) = cx.transport_for(id) {
+                transport.write_bytes(bytes.clone());
+            }
+        }
+    }
+
     /// `id`'s write buffer drained to its low watermark: it no longer holds anyone back.
     fn drained(&self, cx: &mut Ctx<'_>, id: ConnId) {
         self.state.borrow_mut().congested.retain(|(c, _)| *c != id);

@@ -119,8 +119,22 @@ pub fn exit_with(result: Result<(), Failure>) -> std::process::ExitCode {
 
 /// A failure to set the reactor up (creating its poller, installing signal handlers): exit
 /// code 2 and `cannot start the reactor: <reason>`.
-pub fn startup_failure(error: io::Error) -> Failure {
-    (EXIT_USAGE, format!("cannot start the reactor: {}", io_error_text(&error)))
+pub fn startup_failure(error: impl Into<torsion_reactor::Error>) -> Failure {
+    (EXIT_USAGE, format!("cannot start the reactor: {}", error_text(&error.into())))
+}
+
+/// A reactor error's message, with an I/O error's `(os error N)` suffix dropped.
+pub fn error_text(error: &torsion_reactor::Error) -> String {
+    match error {
+        torsion_reactor::Error::Io(source) => io_error_text(source),
+        other => other.to_string(),
+    }
+}
+
+/// A failure of [`Reactor::run`](torsion_reactor::Reactor::run) itself: exit code 1 and
+/// `the reactor failed: <reason>`.
+pub fn run_failure(error: torsion_reactor::Error) -> Failure {
+    (EXIT_FAILURE, format!("the reactor failed: {}", error_text(&error)))
 }
 
 /// `cannot listen on 127.0.0.1:8000: Address already in use`, without the `(os error 98)`: the

@@ -124,8 +124,9 @@ fn three_clients_exercise_every_message() {
     dave.expect("* alice has left");
     assert_eq!(dave.who(), "dave");
 
-    // SIGINT: dave gets EOF, the server exits 0.
+    // SIGINT: dave is told the server is going away, then gets EOF; the server exits 0.
     server.process.interrupt();
+    dave.expect("* Server shutting down");
     dave.expect_eof();
     drop(dave);
     let status = server.process.wait_exit("chat-server after SIGINT");

@@ -1,5 +1,5 @@
 //! SIGINT stops the real `chat-server` gracefully with 100 clients connected: each reads
-//! everything that was queued for it before the signal, then EOF, and the server exits 0.
+//! everything that was queued for it before the signal, then the `* Server shutting down` goodbye, then EOF, and the server exits 0.
 //!
 //! Named `load_*` so that nextest runs it on its own (serial-load group).
 
@@ -35,7 +35,7 @@ fn load_chat_sigint_with_100_clients_delivers_everything_then_eof() {
 
     for (i, client) in clients.iter_mut().enumerate() {
         // Joins of those who came later, then (except for the talker) the talker's lines,
-        // then EOF.
+        // then the goodbye and EOF.
         let mut expected: Vec<String> =
             names[i + 1..].iter().map(|name| format!("* {name} has joined")).collect();
         if i == 0 {
@@ -46,6 +46,8 @@ fn load_chat_sigint_with_100_clients_delivers_everything_then_eof() {
         for line in &expected {
             client.expect(line);
         }
+        // The goodbye of the before-shutdown trigger comes after everything relayed, then EOF.
+        client.expect("* Server shutting down");
         client.expect_eof();
     }
     drop(clients);

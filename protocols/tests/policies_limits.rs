@@ -149,7 +149,7 @@ fn refusal_message_is_sent_before_the_close_and_the_inner_factory_is_not_asked()
 #[test]
 fn a_connection_the_inner_factory_refuses_is_not_counted() {
     let mut h = Harness::new();
-    let mut factory = LimitConnectionsFactory::new(|_| None);
+    let mut factory = LimitConnectionsFactory::new(|_| None::<Box<dyn Protocol>>);
     let counts = factory.counts();
     assert!(h.accept(&mut factory).is_none());
     assert_eq!((counts.total(), counts.refused()), (0, 0));
@@ -181,8 +181,7 @@ fn limited_protocols_get_their_timers_and_backpressure() {
     let mut h = Harness::new();
     let fired = Rc::new(Cell::new(false));
     let flag = fired.clone();
-    let mut factory =
-        LimitConnectionsFactory::new(move |_| Some(Box::new(Busy { timer: None, fired: flag.clone() }) as _));
+    let mut factory = LimitConnectionsFactory::new(move |_| Some(Busy { timer: None, fired: flag.clone() }));
     let id = h.accept(&mut factory).unwrap();
     h.advance(Duration::from_secs(1));
     assert!(fired.get());
@@ -197,4 +196,23 @@ fn limited_protocols_get_their_timers_and_backpressure() {
     h.set_peer_window(id, None);
     assert!(h.calls(id).contains(&Call::ResumeProducing));
     assert_eq!(reads(&h), before + 1, "reading resumed through the wrapper");
+}
+
+#[test]
+fn builder_forms_chain_like_the_setters() {
+    let mut h = Harness::new();
+    let mut factory = LimitConnectionsFactory::new(echo)
+        .with_max_connections(Some(2))
+        .with_max_per_peer(None)
+        .with_refusal_message(Some(Bytes::from_static(b"full\r\n")));
+    assert_eq!((factory.max_connections(), factory.max_per_peer()), (Some(2), None));
+    let served: Vec<ConnId> = (0..2).map(|_| h.accept(&mut factory).unwrap()).collect();
+    let third = h.accept(&mut factory).unwrap();
+    assert!(refused(&h, third));
+    assert_eq!(h.take_written(third), b"full\r\n", "the refusal message set with with_refusal_message");
+    for id in served {
+        assert!(!refused(&h, id));
+        h.feed(id, b"hi");
+        assert_eq!(h.take_written(id), b"hi");
+    }
 }

@@ -19,9 +19,8 @@
 //! }
 //!
 //! let mut reactor = Reactor::new()?;
-//! let port = reactor.listen_tcp("127.0.0.1:8000".parse().unwrap(), |_peer| {
-//!     Some(Box::new(Echo) as Box<dyn Protocol>)
-//! })?;
+//! // The factory: called for each accepted connection, it builds that connection's protocol.
+//! let port = reactor.listen_tcp("127.0.0.1:8000".parse().unwrap(), |_peer| Some(Echo))?;
 //! println!("listening on {}", port.local_addr());
 //! reactor.install_signal_handlers()?;
 //! reactor.run()?;
@@ -42,6 +41,26 @@
 //!
 //! # Time
 //! Time comes from a [`Clock`]: monotonic by default, a [`ManualClock`] in tests.
+//!
+//! # Logging
+//! The reactor logs through [`tracing`](https://docs.rs/tracing): lifecycle at `debug` (one span
+//! per connection with its id and peer), caught panics at `error`, failed client connections and
+//! resource exhaustion at `warn`. Nothing is printed until the program installs a subscriber,
+//! for example `tracing-subscriber` filtered by `RUST_LOG`:
+//!
+//! ```
+//! use tracing_subscriber::EnvFilter;
+//!
+//! let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+//! tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+//! ```
+//!
+//! # Ending `run` with a result
+//! [`Reactor::run`] returns when a graceful stop has finished. A callback ends it with an error
+//! through [`Ctx::stop_with_error`], or with any value through [`Ctx::stop_with`] (read it with
+//! [`Reactor::run_with_result`]); a client whose only connection fails ends it with that
+//! failure by default (see [`ClientFactory`]). [`Reactor::before_shutdown`] runs code when a
+//! stop begins, before connections are closed.
 
 pub mod clock;
 mod handle;
@@ -50,9 +69,12 @@ mod reactor;
 pub mod testing;
 mod timers;
 
+pub use bytes::Bytes;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use handle::ReactorHandle;
-pub use protocol::{ClientFactory, DisconnectReason, Factory, Producer, Protocol};
+pub use protocol::{
+    client_factory, ClientFactory, ClientFn, DefaultFailure, DisconnectReason, Factory, Producer, Protocol,
+};
 pub use reactor::{
     ConnId, Ctx, ListenerId, ListeningPort, ProducerSource, Reactor, Transport, DEFAULT_ACCEPTS_PER_TURN,
     DEFAULT_ACCEPT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER,
@@ -103,4 +125,15 @@ pub enum Error {
     /// Another I/O error.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// An error of the application's own, given to [`Ctx::stop_with_error`] to end
+    /// [`Reactor::run`] with it.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// Wraps an application error (for [`Ctx::stop_with_error`]).
+    pub fn other(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+        Error::Other(error.into())
+    }
 }

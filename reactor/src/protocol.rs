@@ -52,8 +52,14 @@
 //!   reading is paused, the proxy case) or a [`Producer`] object instead; a second registration
 //!   is an error, and registering on a closed transport calls `stop_producing` (after the
 //!   current callback);
+//! - a push producer *object* registered while the buffer is not above high gets one
+//!   `resume_producing` right after the registering callback (its start: it has no other way to
+//!   get a `Ctx` to write with); registered above high it gets `pause_producing` instead, and its
+//!   first `resume_producing` at the low mark. A connection registered as producer (a
+//!   [`ConnId`]) is not resumed at registration: its reading is left as it is;
 //! - a pull producer (`streaming == false`) gets `resume_producing` after registering and after
-//!   each drain to the low mark, writes one chunk each time, and is never paused;
+//!   each drain to the low mark, however the bytes left (a large write that went straight to the
+//!   socket counts as a drain), writes one chunk each time, and is never paused;
 //! - `stop_producing` is called exactly once if the connection is lost while a producer is
 //!   registered; `unregister_producer` never calls it;
 //! - `lose_connection` with a pull producer registered waits for `unregister_producer`, and
@@ -202,8 +208,93 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
 ///
 /// A *push* (streaming) producer writes whenever it likes and gets `pause_producing` when the
 /// buffer goes above its high watermark and `resume_producing` when it drains to the low one.
+/// Registered below high, it gets one `resume_producing` at once: that is where it starts.
 /// A *pull* producer gets `resume_producing` right after registering and after each drain, and
 /// writes one chunk each time; it is never paused.
+///
+/// # A pull producer
+/// One chunk per call; unregister (and close, if that is the plan) when done:
+///
+/// ```
+/// use torsion_reactor::testing::Harness;
+/// use torsion_reactor::{Ctx, Producer, Protocol};
+///
+/// struct Countdown { left: u32 }
+///
+/// impl Producer for Countdown {
+///     fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+///         cx.transport().write(format!("{}\n", self.left).as_bytes());
+///         if self.left == 0 {
+///             cx.transport().unregister_producer();
+///         } else {
+///             self.left -= 1;
+///         }
+///     }
+/// }
+///
+/// struct Launch;
+/// impl Protocol for Launch {
+///     fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+///         cx.transport().register_producer(Countdown { left: 3 }, false).unwrap();
+///         cx.transport().lose_connection(); // waits for the producer to unregister
+///     }
+///     fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
+/// }
+///
+/// let mut h = Harness::new();
+/// let id = h.accept(&mut |_| Some(Launch)).unwrap();
+/// assert_eq!(h.take_written(id), b"3\n2\n1\n0\n");
+/// assert!(h.fin_sent(id));
+/// ```
+///
+/// # A push producer
+/// It writes until `write` reports the buffer above high, then waits for `resume_producing`:
+///
+/// ```
+/// use torsion_reactor::testing::Harness;
+/// use torsion_reactor::{Ctx, Producer, Protocol};
+///
+/// struct Flood { left: usize, paused: bool }
+///
+/// impl Producer for Flood {
+///     fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+///         self.paused = false;
+///         while !self.paused && self.left > 0 {
+///             self.left -= 1;
+///             if cx.transport().write(&[b'x'; 1024]) {
+///                 break; // above the high mark: pause_producing follows
+///             }
+///         }
+///         if self.left == 0 {
+///             cx.transport().unregister_producer();
+///             cx.transport().lose_connection();
+///         }
+///     }
+///     fn pause_producing(&mut self, _cx: &mut Ctx<'_>) {
+///         self.paused = true;
+///     }
+/// }
+///
+/// struct Start;
+/// impl Protocol for Start {
+///     fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+///         // Below the high mark: the producer gets its first resume_producing right away.
+///         cx.transport().register_producer(Flood { left: 1000, paused: false }, true).unwrap();
+///     }
+///     fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
+/// }
+///
+/// let mut h = Harness::new();
+/// let id = h.accept(&mut |_| Some(Start)).unwrap();
+/// let mut got = 0;
+/// loop {
+///     let n = h.take_written(id).len();
+///     if n == 0 { break }
+///     got += n;
+/// }
+/// assert_eq!(got, 1000 * 1024);
+/// assert!(h.fin_sent(id));
+/// ```
 pub trait Producer: 'static {
     /// Produce (pull), or carry on producing (push).
     fn resume_producing(&mut self, cx: &mut Ctx<'_>);
@@ -221,31 +312,168 @@ pub trait Producer: 'static {
 
 /// Builds a protocol for each accepted connection; shared state (a chat room) lives here and is
 /// handed to each protocol.
+///
+/// A closure `FnMut(SocketAddr) -> Option<P>` is a factory for any protocol type `P`, so no
+/// cast to `Box<dyn Protocol>` is needed (a closure returning `Box<dyn Protocol>` works too).
+///
+/// ```no_run
+/// use torsion_reactor::{Ctx, Protocol, Reactor};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+///         cx.transport().write(data);
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), |_peer| Some(Echo))?;
+/// # Ok::<(), torsion_reactor::Error>(())
+/// ```
 pub trait Factory: 'static {
     /// Builds the protocol for a connection from `peer`; `None` refuses it (the socket is
     /// closed at once).
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>>;
 }
 
-impl<F> Factory for F
+impl<F, P> Factory for F
 where
-    F: FnMut(SocketAddr) -> Option<Box<dyn Protocol>> + 'static,
+    F: FnMut(SocketAddr) -> Option<P> + 'static,
+    P: Protocol,
 {
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
-        self(peer)
+        self(peer).map(|p| Box::new(p) as Box<dyn Protocol>)
     }
 }
 
 /// Builds the protocol of an outgoing connection once it is established, and hears about
 /// failures to establish it.
+///
+/// # When the connection cannot be made
+/// [`client_connection_failed`](ClientFactory::client_connection_failed) is called once with
+/// the reason (refused, unreachable, timed out, cancelled by a shutdown). The default logs it
+/// at `warn` and, when nothing else is left for the reactor to do (no listener, no
+/// connection, no timer, no queued call), stops the reactor so that [`Reactor::run`] returns
+/// that error: a client whose only connection failed exits with it instead of hanging.
+///
+/// A client that wants its exit status from a callback needs no shared cell: call
+/// [`Ctx::stop_with_error`] (then `run` returns that error) or [`Ctx::stop_with`] (then
+/// [`Reactor::run_with_result`] returns the value).
+///
+/// A closure `FnMut(SocketAddr) -> P` is a client factory with the default failure handling;
+/// [`client_factory`] adds a failure hook:
+///
+/// ```no_run
+/// use torsion_reactor::{client_factory, Ctx, Protocol, Reactor};
+///
+/// struct Hello;
+/// impl Protocol for Hello {
+///     fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+///         cx.transport().write(b"hello\n");
+///         cx.transport().lose_connection();
+///     }
+///     fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
+///     fn connection_lost(&mut self, cx: &mut Ctx<'_>, _reason: torsion_reactor::DisconnectReason) {
+///         cx.stop_with(0u8); // the exit status
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// let factory = client_factory(|_peer| Hello).on_failure(|cx, error| {
+///     eprintln!("cannot connect: {error}");
+///     cx.stop_with(1u8);
+/// });
+/// reactor.connect_tcp("127.0.0.1:8000".parse().unwrap(), factory)?;
+/// let status: Option<u8> = reactor.run_with_result()?;
+/// std::process::exit(status.unwrap_or(0).into());
+/// # Ok::<(), torsion_reactor::Error>(())
+/// ```
+///
+/// [`Reactor::run`]: crate::Reactor::run
+/// [`Reactor::run_with_result`]: crate::Reactor::run_with_result
+/// [`Ctx::stop_with_error`]: crate::Ctx::stop_with_error
+/// [`Ctx::stop_with`]: crate::Ctx::stop_with
 pub trait ClientFactory: 'static {
     /// Builds the protocol once the connection to `peer` is established.
     fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol>;
 
     /// The connection could not be made: refused, unreachable, timed out, or cancelled by a
-    /// shutdown. Default: log it.
+    /// shutdown. Default: log it at `warn`, and stop the reactor with `reason` as
+    /// [`Reactor::run`](crate::Reactor::run)'s error when nothing else is left to do.
     fn client_connection_failed(&mut self, cx: &mut Ctx<'_>, reason: Error) {
-        let _ = cx;
-        tracing::info!(%reason, "client connection failed");
+        tracing::warn!(%reason, "client connection failed");
+        cx.stop_with_error_if_idle(reason);
+    }
+}
+
+impl<F, P> ClientFactory for F
+where
+    F: FnMut(SocketAddr) -> P + 'static,
+    P: Protocol,
+{
+    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol> {
+        Box::new(self(peer))
+    }
+}
+
+/// A client factory from a closure, with an optional failure hook; see [`client_factory`].
+pub struct ClientFn<B, H> {
+    build: B,
+    on_failure: H,
+}
+
+impl<B, H> std::fmt::Debug for ClientFn<B, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientFn").finish_non_exhaustive()
+    }
+}
+
+/// The failure hook of a [`ClientFn`] that has none: the default handling of
+/// [`ClientFactory::client_connection_failed`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultFailure;
+
+/// A client factory building its protocol with `build`; add a failure hook with
+/// [`ClientFn::on_failure`].
+pub fn client_factory<B, P>(build: B) -> ClientFn<B, DefaultFailure>
+where
+    B: FnMut(SocketAddr) -> P + 'static,
+    P: Protocol,
+{
+    ClientFn { build, on_failure: DefaultFailure }
+}
+
+impl<B> ClientFn<B, DefaultFailure> {
+    /// Calls `hook` instead of the default when the connection cannot be made.
+    pub fn on_failure<H>(self, hook: H) -> ClientFn<B, H>
+    where
+        H: FnMut(&mut Ctx<'_>, Error) + 'static,
+    {
+        ClientFn { build: self.build, on_failure: hook }
+    }
+}
+
+impl<B, P> ClientFactory for ClientFn<B, DefaultFailure>
+where
+    B: FnMut(SocketAddr) -> P + 'static,
+    P: Protocol,
+{
+    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol> {
+        Box::new((self.build)(peer))
+    }
+}
+
+impl<B, P, H> ClientFactory for ClientFn<B, H>
+where
+    B: FnMut(SocketAddr) -> P + 'static,
+    P: Protocol,
+    H: FnMut(&mut Ctx<'_>, Error) + 'static,
+{
+    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol> {
+        Box::new((self.build)(peer))
+    }
+
+    fn client_connection_failed(&mut self, cx: &mut Ctx<'_>, reason: Error) {
+        (self.on_failure)(cx, reason);
     }
 }

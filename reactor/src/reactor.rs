@@ -267,8 +267,22 @@ pub(crate) struct Core {
     stop_requested: bool,
     stopping: bool,
     connections: usize,
+    /// How `run` ends, when a callback said so (`stop_with_error`, `stop_with`).
+    exit: Option<Exit>,
+    /// Run once when a graceful stop begins, before anything is closed.
+    shutdown_triggers: Vec<ShutdownTrigger>,
     /// Memory sockets of closed connections, kept for the test harness.
     closed_memory: SecondaryMap<SourceKey, MemorySocket>,
+}
+
+/// A callback run when a graceful stop begins, with the deadline after which connections are
+/// aborted.
+type ShutdownTrigger = Box<dyn FnOnce(&mut Ctx<'_>, Instant)>;
+
+/// How a callback asked `run` to end.
+enum Exit {
+    Error(Error),
+    Value(Box<dyn std::any::Any>),
 }
 
 /// The context lent to every callback: this connection's transport, any other live
@@ -382,12 +396,12 @@ fn call_isolated(core: &mut Core, what: &str, f: impl FnOnce(&mut Ctx<'_>)) {
 
 impl Reactor {
     /// A reactor on the system's monotonic clock.
-    pub fn new() -> io::Result<Reactor> {
+    pub fn new() -> Result<Reactor, Error> {
         Reactor::with_clock(SystemClock)
     }
 
     /// A reactor reading time from `clock` (tests pass a [`ManualClock`](crate::ManualClock)).
-    pub fn with_clock(clock: impl Clock) -> io::Result<Reactor> {
+    pub fn with_clock(clock: impl Clock) -> Result<Reactor, Error> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
@@ -419,6 +433,8 @@ impl Reactor {
                 stop_requested: false,
                 stopping: false,
                 connections: 0,
+                exit: None,
+                shutdown_triggers: Vec::new(),
                 closed_memory: SecondaryMap::new(),
             },
         })
@@ -493,6 +509,42 @@ impl Reactor {
 
     /// Connects to `addr`; the factory builds the protocol once connected, or hears
     /// `client_connection_failed`. Uses the reactor's connect timeout.
+    ///
+    /// A client that sends a line, prints the reply and exits with a status set from its
+    /// callbacks:
+    ///
+    /// ```no_run
+    /// use torsion_reactor::{client_factory, Ctx, DisconnectReason, Protocol, Reactor};
+    ///
+    /// struct Ask { reply: Vec<u8> }
+    ///
+    /// impl Protocol for Ask {
+    ///     fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+    ///         cx.transport().write(b"ping\r\n");
+    ///     }
+    ///     fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+    ///         self.reply.extend_from_slice(data);
+    ///         if self.reply.ends_with(b"\n") {
+    ///             cx.transport().lose_connection();
+    ///         }
+    ///     }
+    ///     fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+    ///         print!("{}", String::from_utf8_lossy(&self.reply));
+    ///         cx.stop_with(if reason.is_clean() { 0 } else { 1 });
+    ///     }
+    /// }
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let factory = client_factory(|_peer| Ask { reply: Vec::new() })
+    ///     .on_failure(|cx, error| {
+    ///         eprintln!("error: {error}");
+    ///         cx.stop_with(1);
+    ///     });
+    /// reactor.connect_tcp("127.0.0.1:8000".parse().unwrap(), factory)?;
+    /// let status: i32 = reactor.run_with_result()?.unwrap_or(0);
+    /// std::process::exit(status);
+    /// # Ok::<(), torsion_reactor::Error>(())
+    /// ```
     pub fn connect_tcp(&mut self, addr: SocketAddr, factory: impl ClientFactory) -> Result<ConnId, Error> {
         let timeout = self.core.config.connect_timeout;
         self.core.connect_tcp(addr, Box::new(factory), timeout)
@@ -573,16 +625,69 @@ impl Reactor {
 
     /// Runs the loop until [`stop`](Reactor::stop) (or a stop from a callback, a handle or a
     /// signal) has completed its graceful shutdown.
-    pub fn run(&mut self) -> io::Result<()> {
+    ///
+    /// Returns the error a callback gave to [`Ctx::stop_with_error`] (the default
+    /// [`ClientFactory::client_connection_failed`] gives its reason when nothing else is left
+    /// to do), or an error of the poller itself.
+    pub fn run(&mut self) -> Result<(), Error> {
+        match self.run_loop()? {
+            Some(Exit::Error(e)) => Err(e),
+            Some(Exit::Value(_)) | None => Ok(()),
+        }
+    }
+
+    /// [`run`](Reactor::run), returning the value a callback gave to [`Ctx::stop_with`]
+    /// (`None` if the reactor stopped without one, or with a value of another type).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::Reactor;
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// reactor.call_later(Duration::from_millis(1), |cx| cx.stop_with(42u32));
+    /// assert_eq!(reactor.run_with_result::<u32>()?, Some(42));
+    /// # Ok::<(), torsion_reactor::Error>(())
+    /// ```
+    pub fn run_with_result<T: 'static>(&mut self) -> Result<Option<T>, Error> {
+        match self.run_loop()? {
+            Some(Exit::Error(e)) => Err(e),
+            Some(Exit::Value(v)) => Ok(v.downcast::<T>().ok().map(|v| *v)),
+            None => Ok(None),
+        }
+    }
+
+    fn run_loop(&mut self) -> Result<Option<Exit>, Error> {
         loop {
             self.turn()?;
             // Done when every connection has ended and every lingering socket has seen its
             // peer's FIN (dropping one earlier could reset a peer that is still reading).
             if self.core.stopping && self.core.sources.is_empty() && self.core.tasks.is_empty() {
                 self.finish_shutdown();
-                return Ok(());
+                return Ok(self.core.exit.take());
             }
         }
+    }
+
+    /// Runs `trigger` once when a graceful stop begins (Twisted's `'before', 'shutdown'`
+    /// system event trigger), before listeners and connections are closed, with the deadline
+    /// after which what is left is aborted. What it writes is flushed by the shutdown: a chat
+    /// server says goodbye to everyone here.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::Reactor;
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// reactor.before_shutdown(|cx, deadline| {
+    ///     assert!(deadline > cx.now());
+    ///     cx.stop_with("said goodbye");
+    /// });
+    /// reactor.call_later(Duration::from_millis(1), |cx| cx.stop_reactor());
+    /// assert_eq!(reactor.run_with_result::<&str>()?, Some("said goodbye"));
+    /// # Ok::<(), torsion_reactor::Error>(())
+    /// ```
+    pub fn before_shutdown(&mut self, trigger: impl FnOnce(&mut Ctx<'_>, Instant) + 'static) {
+        self.core.shutdown_triggers.push(Box::new(trigger));
     }
 
     /// Runs the loop until `done` returns true or `timeout` passes (real time); returns whether
@@ -679,6 +784,12 @@ impl Reactor {
             self.core.stop_requested = true;
         }
         if self.core.stop_requested && !self.core.stopping {
+            // Before-shutdown triggers run first, while everything is still open.
+            let deadline = self.core.clock.now() + self.core.config.shutdown_timeout;
+            for trigger in std::mem::take(&mut self.core.shutdown_triggers) {
+                call_isolated(&mut self.core, "before_shutdown trigger", |cx| trigger(cx, deadline));
+                self.settle();
+            }
             self.core.begin_shutdown();
             self.settle();
         }
@@ -1568,6 +1679,7 @@ impl Core {
         }
         let own_was_paused = conn.producer.paused;
         let serial = conn.producer.serial + 1;
+        let is_object = matches!(source, ProducerSource::Object(_));
         conn.producer = ProducerSlot {
             kind: match source {
                 ProducerSource::Conn(id) => ProducerKind::Conn(id.0),
@@ -1593,6 +1705,10 @@ impl Core {
                 conn.producer.paused = true;
             }
             self.tasks.push_back(Task::Producer(key, ProducerCall::Pause, serial));
+        } else if is_object {
+            // The start: a push producer object only ever gets a `Ctx` in its own callbacks, so
+            // without this first `resume_producing` it could never write at all.
+            self.tasks.push_back(Task::Producer(key, ProducerCall::Resume, serial));
         }
         Ok(())
     }
@@ -1624,15 +1740,10 @@ impl Core {
             return;
         }
         let Some(io) = conn.io.as_mut() else { return };
-        if !io.needs_flush() {
-            // Nothing to write, but a half-close may just have completed the close (our FIN
-            // went out earlier and the peer's has now arrived).
-            if io.is_finished() {
-                self.finish(key, DisconnectReason::Clean);
-            }
-            return;
-        }
-        let result = io.flush(budget);
+        // Nothing to write (a large write went straight to the socket, or the socket is known
+        // to be blocked) still goes through the flow-control checks below: a pull producer
+        // whose chunk the socket took whole must get its next `resume_producing` all the same.
+        let result = if io.needs_flush() { io.flush(budget) } else { Ok(WriteState::Idle) };
         let at_low = io.buffer().at_or_below_low();
         let drained_for_close = io.is_closing() && io.buffer().is_empty();
         let finished = io.is_finished();
@@ -1643,13 +1754,14 @@ impl Core {
         }
         let budget_left = result.as_ref().is_ok_and(|state| *state == WriteState::Budget);
         // Flow control: resume a paused push producer at the low watermark; give a pull
-        // producer its next turn after each drain.
+        // producer its next turn after each drain (Twisted's doWrite: also while a close waits
+        // for it, which is what the close is waiting for).
         let producer = &mut conn.producer;
         let serial = producer.serial;
         if at_low && producer.streaming && producer.paused {
             producer.paused = false;
             self.tasks.push_back(Task::Producer(key, ProducerCall::Resume, serial));
-        } else if at_low && producer.is_pull() && !producer.resume_queued && !drained_for_close {
+        } else if at_low && producer.is_pull() && !producer.resume_queued && !finished {
             producer.resume_queued = true;
             self.tasks.push_back(Task::Producer(key, ProducerCall::Resume, serial));
         }
@@ -1770,6 +1882,47 @@ impl<'a> Ctx<'a> {
     }
 
     /// Another live connection's transport; `None` if it is gone (or never was).
+    ///
+    /// This is how one connection writes to others: shared state (in the factory) keeps
+    /// [`ConnId`]s, never transports, and a broadcast looks each one up:
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use torsion_reactor::testing::Harness;
+    /// use torsion_reactor::{ConnId, Ctx, DisconnectReason, Protocol};
+    ///
+    /// type Members = Rc<RefCell<Vec<ConnId>>>;
+    ///
+    /// struct Relay { members: Members }
+    ///
+    /// impl Protocol for Relay {
+    ///     fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+    ///         self.members.borrow_mut().push(cx.conn_id());
+    ///     }
+    ///     fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+    ///         let me = cx.conn_id();
+    ///         for &id in self.members.borrow().iter().filter(|&&id| id != me) {
+    ///             if let Some(mut other) = cx.transport_for(id) {
+    ///                 other.write(data);
+    ///             }
+    ///         }
+    ///     }
+    ///     fn connection_lost(&mut self, cx: &mut Ctx<'_>, _reason: DisconnectReason) {
+    ///         let me = cx.conn_id();
+    ///         self.members.borrow_mut().retain(|&id| id != me);
+    ///     }
+    /// }
+    ///
+    /// let members = Members::default();
+    /// let mut h = Harness::new();
+    /// let mut factory = |_| Some(Relay { members: members.clone() });
+    /// let (a, b, c) = (h.accept(&mut factory).unwrap(), h.accept(&mut factory).unwrap(), h.accept(&mut factory).unwrap());
+    /// h.feed(a, b"hi all");
+    /// assert_eq!(h.take_written(b), b"hi all");
+    /// assert_eq!(h.take_written(c), b"hi all");
+    /// assert!(h.take_written(a).is_empty());
+    /// ```
     pub fn transport_for(&mut self, id: ConnId) -> Option<Transport<'_>> {
         self.core.open_conn(id.0)?;
         Some(Transport { core: self.core, key: id.0 })
@@ -1846,6 +1999,43 @@ impl<'a> Ctx<'a> {
     /// Requests a graceful stop of the reactor (after this callback returns).
     pub fn stop_reactor(&mut self) {
         self.core.stop_requested = true;
+    }
+
+    /// Requests a graceful stop after which [`Reactor::run`] returns `error`. The first error
+    /// or value given wins.
+    pub fn stop_with_error(&mut self, error: impl Into<Error>) {
+        if self.core.exit.is_none() {
+            self.core.exit = Some(Exit::Error(error.into()));
+        }
+        self.core.stop_requested = true;
+    }
+
+    /// Requests a graceful stop after which [`Reactor::run_with_result`] returns `value` (an
+    /// exit status, a result computed by a client). The first error or value given wins.
+    pub fn stop_with<T: 'static>(&mut self, value: T) {
+        if self.core.exit.is_none() {
+            self.core.exit = Some(Exit::Value(Box::new(value)));
+        }
+        self.core.stop_requested = true;
+    }
+
+    /// Runs `trigger` once when a graceful stop begins; see [`Reactor::before_shutdown`].
+    pub fn before_shutdown(&mut self, trigger: impl FnOnce(&mut Ctx<'_>, Instant) + 'static) {
+        self.core.shutdown_triggers.push(Box::new(trigger));
+    }
+
+    /// The default failure handling of a client: stop with `error` if the reactor has nothing
+    /// else to do (no listener, no connection, no pending timer, no queued call).
+    pub(crate) fn stop_with_error_if_idle(&mut self, error: Error) {
+        let core = &*self.core;
+        let idle = core.connections == 0
+            && !core.sources.iter().any(|(_, s)| matches!(s, Source::Listener(_)))
+            && core.timers.len() == 0
+            && core.tasks.is_empty()
+            && !core.shared.has_calls();
+        if idle && !core.stopping {
+            self.stop_with_error(error);
+        }
     }
 
     /// A handle for other threads.

@@ -32,20 +32,21 @@ const DEADLINE: Duration = Duration::from_secs(2);
 struct Blaster {
     data: Bytes,
     events: Sender<String>,
+    peer: Option<SocketAddr>,
 }
 
 impl Protocol for Blaster {
     fn connection_made(&mut self, cx: &mut Ctx<'_>) {
         cx.transport().write_bytes(self.data.clone());
-        let peer = cx.transport().peer_addr();
-        self.events.send(format!("made {peer:?}")).unwrap();
+        self.peer = cx.transport().peer_addr();
+        self.events.send(format!("made {:?}", self.peer)).unwrap();
     }
 
     fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
 
     fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
-        let peer = cx.transport().peer_addr();
-        self.events.send(format!("{reason:?} {peer:?}")).unwrap();
+        let _ = cx;
+        self.events.send(format!("{reason:?} {:?}", self.peer)).unwrap();
     }
 }
 
@@ -55,7 +56,7 @@ fn blasting_server(data: Bytes) -> (ReactorThread, SocketAddr, Receiver<String>)
         r.set_shutdown_timeout(DEADLINE);
         let port = r
             .listen_tcp(localhost(), move |_| {
-                Some(Box::new(Blaster { data: data.clone(), events: tx.clone() }) as Box<dyn Protocol>)
+                Some(Blaster { data: data.clone(), events: tx.clone(), peer: None })
             })
             .unwrap();
         port.local_addr()
@@ -90,6 +91,8 @@ fn load_graceful_shutdown_of_100_connections_delivers_100_mib_then_fin() {
     let data = Bytes::from(pattern(29, MIB));
     let (server, addr, events) = blasting_server(data.clone());
     let clients: Vec<TcpStream> = (0..CONNS).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let client_addrs: Vec<String> =
+        clients.iter().map(|c| format!("{:?}", Some(c.local_addr().unwrap()))).collect();
     for _ in 0..CONNS {
         assert!(events.recv_timeout(WAIT).unwrap().starts_with("made"));
     }
@@ -111,12 +114,16 @@ fn load_graceful_shutdown_of_100_connections_delivers_100_mib_then_fin() {
          returned after {took:?}",
         delivered / MIB
     );
-    // A probe connect of `refused_after` may have been accepted just before the listener
-    // closed: it is made, then closed cleanly like the others.
-    let probes = reasons.iter().filter(|r| r.starts_with("made")).count();
-    let clean = reasons.iter().filter(|r| r.starts_with("Clean")).count();
-    assert!(probes <= 1 && clean == CONNS + probes, "connection_lost(Clean) once each: {reasons:?}");
-    assert_eq!(probes + clean, reasons.len(), "only clean closes: {reasons:?}");
+    // Probe connects of `refused_after` may have been accepted before the stop was picked up
+    // (more than one on a loaded machine); they close at once, so their ends are not checked.
+    // Each of the 100 clients ends exactly once, cleanly.
+    for client in &client_addrs {
+        let ends: Vec<&String> = reasons.iter().filter(|r| r.ends_with(client.as_str())).collect();
+        assert!(
+            ends.len() == 1 && ends[0].starts_with("Clean"),
+            "connection_lost(Clean) once for {client}: {ends:?} (all: {reasons:?})"
+        );
+    }
     assert!(refused <= Duration::from_millis(50), "the listener closed {refused:?} after the stop");
     assert!(took <= Duration::from_secs(1), "the shutdown took {took:?}");
 }

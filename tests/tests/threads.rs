@@ -22,7 +22,7 @@ use torsion_tests::{localhost, pattern, run_until, wait_for, WAIT};
 /// A reactor running `run()` on its own thread.
 struct ReactorThread {
     handle: ReactorHandle,
-    thread: Option<JoinHandle<std::io::Result<()>>>,
+    thread: Option<JoinHandle<Result<(), torsion_reactor::Error>>>,
 }
 
 impl ReactorThread {

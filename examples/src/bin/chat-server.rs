@@ -28,7 +28,7 @@ use clap::builder::TypedValueParser as _;
 use clap::Parser;
 use torsion_examples::chat::{self, ChatConfig, ChatServer, DEFAULT_MAX_CLIENTS};
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, io_error_text, listen_error, resolve_addr, startup_failure,
+    announce_listening, exit_with, init_logging, listen_error, resolve_addr, run_failure, startup_failure,
     EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::Reactor;
@@ -75,12 +75,15 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
     let room = server.room();
     let port = reactor.listen_tcp(addr, server).map_err(|e| (EXIT_USAGE, listen_error(addr, &e)))?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
+    // On SIGINT/SIGTERM, before any connection is closed: tell everyone why.
+    let announcer = room.clone();
+    reactor.before_shutdown(move |cx, _deadline| announcer.announce(cx, "* Server shutting down"));
 
     let local = port.local_addr();
     announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
     info!(%local, "chat server listening; connect with `nc {} {}`", local.ip(), local.port());
 
-    reactor.run().map_err(|e| (EXIT_FAILURE, format!("the reactor failed: {}", io_error_text(&e))))?;
+    reactor.run().map_err(run_failure)?;
     info!(online = room.len(), "stopped");
     Ok(())
 }

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use torsion_examples::{
-    exit_with, init_logging, io_error_text, resolve_addr, startup_failure, LineBuffer, EXIT_FAILURE,
-    EXIT_USAGE,
+    exit_with, init_logging, io_error_text, resolve_addr, run_failure, startup_failure, LineBuffer,
+    EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::{
     ClientFactory, ConnId, Ctx, DisconnectReason, Error, Protocol, Reactor, ReactorHandle, TransportError,
@@ -259,7 +259,7 @@ fn run(args: &Args) -> Result<(), (i32, String)> {
     reactor
         .install_signal_handlers()
         .map_err(|e| (EXIT_USAGE, format!("cannot handle signals: {}", io_error_text(&e))))?;
-    reactor.run().map_err(|e| (EXIT_FAILURE, format!("the reactor failed: {}", io_error_text(&e))))?;
+    reactor.run().map_err(run_failure)?;
 
     let outcome = outcome.take();
     if interrupted.load(Ordering::SeqCst) && outcome.connect_error.is_none() && outcome.stdout_error.is_none()

@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use torsion_examples::proxy::Proxy;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, io_error_text, listen_error, resolve_addr, startup_failure,
+    announce_listening, exit_with, init_logging, listen_error, resolve_addr, run_failure, startup_failure,
     EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::Reactor;
@@ -71,7 +71,7 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
     announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
     info!(%local, %target, "proxy listening; Ctrl-C (SIGINT) or SIGTERM stops it");
 
-    reactor.run().map_err(|e| (EXIT_FAILURE, format!("the reactor failed: {}", io_error_text(&e))))?;
+    reactor.run().map_err(run_failure)?;
     info!("stopped");
     Ok(())
 }
