@@ -1,8 +1,10 @@
 //! The real `frame-echo` binary as a process, for every `--framing`: frames written in small
 //! pieces come back byte-exact in the same framing, a frame of exactly `--max-length` is
 //! echoed and one byte more closes the connection (after echoing what came before), malformed
-//! netstrings close it, SIGINT exits 0, and startup errors exit 2 with one line. The framing is
-//! encoded here by hand, independently of the library under test.
+//! netstrings close it, each `--line-endings` mode treats `nc`'s bare `\n` as documented,
+//! SIGINT exits 0, and startup errors (including a `--max-length` the prefix cannot express)
+//! exit 2 with one line. The framing is encoded here by hand, independently of the library
+//! under test.
 
 mod common;
 
@@ -15,11 +17,25 @@ const FRAME_ECHO: &str = env!("CARGO_BIN_EXE_frame-echo");
 
 fn start(framing: &str, max_length: Option<usize>) -> Listening {
     let max = max_length.map(|m| m.to_string());
-    let mut args = vec!["--listen", "127.0.0.1:0", "--framing", framing];
+    let mut args = vec!["--framing", framing];
     if let Some(max) = &max {
         args.extend(["--max-length", max.as_str()]);
     }
-    start_listening(FRAME_ECHO, &args)
+    start_with(&args)
+}
+
+/// Starts frame-echo on 127.0.0.1 port 0 with `args` added.
+fn start_with(args: &[&str]) -> Listening {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    start_listening(FRAME_ECHO, &all)
+}
+
+/// Stops `server` with SIGINT and checks it exits 0.
+fn stop(mut server: Listening, what: &str) {
+    server.process.interrupt();
+    let status = server.process.wait_exit(what);
+    assert_eq!(status.code(), Some(0), "{what}: exit status {status}");
 }
 
 /// Frames `data` by hand for `framing`.
@@ -212,7 +228,104 @@ fn bad_arguments_exit_2_and_help_names_every_framing() {
     let out = run_bounded(command(FRAME_ECHO, &["--help"]), "frame-echo --help");
     assert_eq!(out.status.code(), Some(0));
     let help = text(&out.stdout);
-    for word in ["--listen", "--framing", "--max-length", "line", "int8", "int16", "int32", "netstring"] {
+    for word in [
+        "--listen",
+        "--framing",
+        "--max-length",
+        "line",
+        "int8",
+        "int16",
+        "int32",
+        "netstring",
+        "--line-endings",
+        "exact",
+        "lenient",
+        "strict",
+    ] {
         assert!(help.contains(word), "--help mentions {word}: {help}");
     }
+}
+
+/// What `printf 'a\nb\n' | nc` sends: lines ending in a bare `\n`.
+const NC_LINES: &[u8] = b"a\nb\n";
+
+#[test]
+fn lenient_line_endings_echo_nc_s_bare_newline_lines() {
+    let server = start_with(&["--framing", "line", "--line-endings", "lenient"]);
+    let stream = connect(server.addr);
+    // Each line comes back as a line, with the receiver's `\r\n`; CRLF lines work too.
+    send_and_expect(&stream, NC_LINES, NC_LINES.len(), b"a\r\nb\r\n", "lenient, bare \\n");
+    send_and_expect(&stream, b"c\r\nd\n", 1, b"c\r\nd\r\n", "lenient, mixed, byte by byte");
+    drop(stream);
+    stop(server, "lenient server");
+}
+
+#[test]
+fn exact_line_endings_are_the_default_and_keep_a_bare_newline_in_the_line() {
+    for args in [&["--framing", "line"][..], &["--framing", "line", "--line-endings", "exact"]] {
+        let server = start_with(args);
+        let stream = connect(server.addr);
+        // `a\nb\n` is not a line yet: it is echoed only as part of the line `\r\n` ends.
+        let mut input = NC_LINES.to_vec();
+        input.extend_from_slice(b"\r\n");
+        send_and_expect(&stream, &input, NC_LINES.len(), &input, &format!("{args:?}"));
+        drop(stream);
+        stop(server, "exact server");
+    }
+}
+
+#[test]
+fn strict_line_endings_close_on_a_bare_newline() {
+    let server = start_with(&["--framing", "line", "--line-endings", "strict"]);
+    let mut stream = connect(server.addr);
+    let mut input = b"ok\r\n".to_vec();
+    input.extend_from_slice(NC_LINES);
+    stream.write_all(&input).unwrap();
+    let rest = expect_close(&mut stream, "strict, bare \\n");
+    assert_eq!(rest, b"ok\r\n", "the CRLF line is echoed, then the bare \\n closes: {}", text(&rest));
+    drop(stream);
+    stop(server, "strict server");
+}
+
+/// Runs frame-echo with `args` (after `--listen 127.0.0.1:0`), expecting it to refuse them:
+/// exit code 2, nothing on stdout, one line on stderr, which it returns.
+fn refused_at_startup(args: &[&str]) -> String {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let out = run_bounded(command(FRAME_ECHO, &all), &format!("frame-echo {args:?}"));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: exit status {}; stderr: {stderr:?}", out.status);
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: exactly one line on stderr: {stderr:?}");
+    assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout (no listening line): {}", text(&out.stdout));
+    stderr
+}
+
+#[test]
+fn a_max_length_the_prefix_cannot_express_exits_2_with_one_line() {
+    for (framing, max, limit) in [
+        ("int8", "1000", "255"),
+        ("int8", "256", "255"),
+        ("int16", "65536", "65535"),
+        ("int32", "4294967296", "4294967295"),
+    ] {
+        let stderr = refused_at_startup(&["--framing", framing, "--max-length", max]);
+        for word in ["--max-length", max, framing, limit] {
+            assert!(stderr.contains(word), "{framing} {max}: the message names {word}: {stderr:?}");
+        }
+    }
+    // The largest expressible lengths are accepted (and still enforced: checked above).
+    for (framing, max) in [("int8", "255"), ("int16", "65535")] {
+        let server = start_with(&["--framing", framing, "--max-length", max]);
+        let stream = connect(server.addr);
+        let at_max = frame(framing, &payload(max.parse().unwrap(), 5, framing));
+        send_and_expect(&stream, &at_max, 1000, &at_max, &format!("{framing} at {max}"));
+        drop(stream);
+        stop(server, framing);
+    }
+}
+
+#[test]
+fn line_endings_with_another_framing_exit_2_with_one_line() {
+    let stderr = refused_at_startup(&["--framing", "netstring", "--line-endings", "lenient"]);
+    assert!(stderr.contains("--line-endings") && stderr.contains("netstring"), "{stderr:?}");
 }

@@ -123,6 +123,12 @@ impl Chargen {
         self
     }
 
+    /// Builder form of [`set_max_bytes`](Self::set_max_bytes), by value.
+    pub fn with_max_bytes(mut self, max: Option<u64>) -> Self {
+        self.set_max_bytes(max);
+        self
+    }
+
     fn produce(&mut self, cx: &mut Ctx<'_>) {
         if self.paused || self.done || self.more.is_some() {
             return;

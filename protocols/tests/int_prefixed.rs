@@ -1,7 +1,7 @@
 //! `IntNDecoder` and `IntNStringReceiver` (8, 16, 32-bit prefixes, both byte orders): every
 //! split gives the same strings, limits at max and max+1, a 0xFFFFFFFF prefix rejected before
-//! anything is buffered, `send_string` errors, pausing with strings buffered, and the frame
-//! deadline. On the in-memory harness: no sockets, no sleeps.
+//! anything is buffered, `send_string` errors, pausing with strings buffered, the frame
+//! deadline, and `write_buffer_above_high`. On the in-memory harness: no sockets, no sleeps.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -396,4 +396,48 @@ proptest! {
             }
         }
     }
+}
+
+/// Answers each string with 8-byte strings until the write buffer is above its high
+/// watermark, recording what `write_buffer_above_high` said after each.
+struct StringFlood {
+    answers: Rc<RefCell<Vec<bool>>>,
+}
+
+impl StringHandler for StringFlood {
+    fn connection_made(&mut self, sx: &mut StringCtx<'_, '_>) {
+        sx.transport().set_write_buffer_limits(50, 10).unwrap();
+    }
+
+    fn string_received(&mut self, sx: &mut StringCtx<'_, '_>, _data: &[u8]) {
+        self.answers.borrow_mut().push(sx.write_buffer_above_high());
+        for _ in 0..1000 {
+            sx.send_string(&[b's'; 8]).expect("fits");
+            let above = sx.write_buffer_above_high();
+            self.answers.borrow_mut().push(above);
+            if above {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn write_buffer_above_high_tells_a_string_handler_when_to_stop() {
+    let answers = Rc::new(RefCell::new(Vec::new()));
+    let mut h = Harness::new();
+    let shared = answers.clone();
+    let mut factory = move |_| {
+        Some(Box::new(IntNStringReceiver::int16(StringFlood { answers: shared.clone() })) as Box<dyn Protocol>)
+    };
+    let id = h.accept(&mut factory).unwrap();
+    h.set_peer_window(id, Some(0)); // nothing drains
+    h.feed(id, b"\x00\x01a");
+    // 10 bytes a string (2-byte prefix) against a high mark of 50: the 6th crosses it.
+    assert_eq!(*answers.borrow(), [false, false, false, false, false, false, true]);
+    answers.borrow_mut().clear();
+    h.set_peer_window(id, None);
+    assert_eq!(h.take_written(id).len(), 6 * 10);
+    h.feed(id, b"\x00\x01b");
+    assert_eq!(answers.borrow().first(), Some(&false), "drained: below the mark again");
 }

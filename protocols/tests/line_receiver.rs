@@ -1,6 +1,7 @@
 //! `LineDecoder` and `LineReceiver`: every split of the input gives the same lines, limits at
 //! max and max+1, raw/line switching inside one chunk, pausing with lines buffered, line
-//! ending modes, the frame deadline, and linear cost on a 1 MiB line fed byte by byte.
+//! ending modes, the frame deadline, linear cost on a 1 MiB line fed byte by byte,
+//! `write_buffer_above_high`, and the builder forms chained into `Box::new`.
 //! All on the in-memory harness: no sockets, no sleeps.
 
 use std::cell::RefCell;
@@ -639,4 +640,87 @@ fn closing_through_the_transport_stops_delivery_of_the_rest_of_the_chunk() {
         assert_eq!(*lines.borrow(), [b"a".to_vec(), b"QUIT".to_vec()], "split {split}");
         assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
     }
+}
+
+/// `send_line` as the tail of a function returning `()`: this compiles only because it returns
+/// nothing, like Twisted's `sendLine`.
+fn send(lx: &mut LineCtx<'_, '_>, line: &[u8]) {
+    lx.send_line(line)
+}
+
+/// Answers `FLOOD` with 18-byte lines until the write buffer is above its high watermark,
+/// recording what `write_buffer_above_high` said after each; any other line records the
+/// answer before writing anything.
+struct Flood {
+    answers: Rc<RefCell<Vec<bool>>>,
+}
+
+impl LineHandler for Flood {
+    fn connection_made(&mut self, lx: &mut LineCtx<'_, '_>) {
+        lx.transport().set_write_buffer_limits(100, 10).unwrap();
+    }
+
+    fn line_received(&mut self, lx: &mut LineCtx<'_, '_>, line: &[u8]) {
+        if line != b"FLOOD" {
+            self.answers.borrow_mut().push(lx.write_buffer_above_high());
+            return;
+        }
+        for _ in 0..1000 {
+            send(lx, &[b'x'; 18]);
+            let above = lx.write_buffer_above_high();
+            self.answers.borrow_mut().push(above);
+            if above {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn send_line_returns_nothing_and_write_buffer_above_high_tells_when_to_stop() {
+    let answers = Rc::new(RefCell::new(Vec::new()));
+    let mut h = Harness::new();
+    let shared = answers.clone();
+    let mut factory =
+        move |_| Some(Box::new(LineReceiver::new(Flood { answers: shared.clone() })) as Box<dyn Protocol>);
+    let id = h.accept(&mut factory).unwrap();
+    h.set_peer_window(id, Some(0)); // nothing drains
+    h.feed(id, b"FLOOD\r\n");
+    // 20 bytes a line against a high mark of 100 (strictly above): the 6th line crosses it.
+    assert_eq!(*answers.borrow(), [false, false, false, false, false, true]);
+    answers.borrow_mut().clear();
+    // The buffer drains below the low mark: the next callback sees it below the high mark.
+    h.set_peer_window(id, None);
+    assert_eq!(h.take_written(id).len(), 6 * 20);
+    h.feed(id, b"ask\r\n");
+    assert_eq!(*answers.borrow(), [false]);
+}
+
+#[test]
+fn builder_methods_chain_into_box() {
+    let log = Log::default();
+    let recorder = Recorder { log: log.clone(), ..Recorder::default() };
+    let protocol: Box<dyn Protocol> = Box::new(
+        LineReceiver::new(recorder)
+            .with_max_length(100)
+            .with_line_endings(LineEndings::Lenient)
+            .with_frame_deadline(Duration::from_secs(5)),
+    );
+    let mut protocol = Some(protocol);
+    let mut h = Harness::new();
+    let id = h.accept(&mut move |_| protocol.take()).unwrap();
+    let mut input = vec![b'a'; 100];
+    input.extend_from_slice(b"\nbare\r\n");
+    h.feed(id, &input);
+    assert_eq!(events(&log), vec![Ev::Line(vec![b'a'; 100]), line(b"bare")], "lenient, 100 accepted");
+    h.feed(id, b"unfinished");
+    h.advance(Duration::from_secs(5));
+    assert_eq!(reason(&h, id), "TimedOut", "the frame deadline");
+
+    let log = Log::default();
+    let recorder = Recorder { log: log.clone(), ..Recorder::default() };
+    let mut protocol = Some(Box::new(LineReceiver::new(recorder).with_max_length(100)) as Box<dyn Protocol>);
+    let id = h.accept(&mut move |_| protocol.take()).unwrap();
+    h.feed(id, &[b'b'; 101]);
+    assert_eq!(events(&log), vec![Ev::TooLong, Ev::Lost("LimitExceeded".into())], "101 refused");
 }

@@ -429,3 +429,21 @@ fn a_long_interval_still_reaches_the_rate() {
     // Bucket of two intervals (1 s) plus 10 s at the rate; at most one interval behind.
     assert!((RATE * 10 - RATE / 2..=RATE * 11).contains(&got), "delivered {got} bytes in 10 s");
 }
+
+#[test]
+fn builder_forms_chain_like_the_setters() {
+    const RATE: u64 = 10_000;
+    let probe = Probe::default();
+    let mut factory = sink_factory(&probe, false)
+        .with_read_limit(Some(RATE))
+        .with_write_limit(Some(2 * RATE))
+        .with_burst(Duration::from_millis(200))
+        .with_interval(Duration::from_millis(10));
+    assert_eq!((factory.read_limit(), factory.write_limit()), (Some(RATE), Some(2 * RATE)));
+    let mut h = Harness::new();
+    let id = h.accept(&mut factory).unwrap();
+    h.feed(id, &vec![b'r'; 1 << 20]);
+    assert_eq!(probe.bytes.get(), 2_000, "the 200 ms burst set with with_burst");
+    h.advance(Duration::from_millis(10));
+    assert_eq!(probe.bytes.get(), 2_100, "refilled after one 10 ms interval");
+}

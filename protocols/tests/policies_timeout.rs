@@ -1,16 +1,19 @@
 //! Idle timeouts on the manual clock: exact to the nanosecond, reset by reads (and by writes
-//! when asked), changed and cancelled at run time, cheap under a steady stream of reads.
+//! when asked), changed and cancelled at run time, cheap under a steady stream of reads; a
+//! framed handler (`LineReceiver`, `NetstringReceiver`) says goodbye in its own framing from
+//! the timeout hook; the builder forms.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use torsion_protocols::framing::NetstringReceiver;
 use torsion_protocols::policies::{
     TimeoutFactory, TimeoutHandle, TimeoutProtocol, DEFAULT_ABORT_AFTER, DEFAULT_IDLE_TIMEOUT,
 };
-use torsion_protocols::Echo;
+use torsion_protocols::{Echo, LineCtx, LineHandler, LineReceiver, StringCtx, StringHandler};
 use torsion_reactor::testing::{Call, Harness};
-use torsion_reactor::{ConnId, Ctx, Protocol, TimerId};
+use torsion_reactor::{ConnId, Ctx, DisconnectReason, Protocol, TimerId};
 
 const NS: Duration = Duration::from_nanos(1);
 const SEC: Duration = Duration::from_secs(1);
@@ -299,7 +302,7 @@ fn factory_without_timeout_never_closes_and_refusals_pass_through() {
     let id = h.accept(&mut factory).unwrap();
     h.advance(Duration::from_secs(100_000));
     assert!(h.is_open(id));
-    let mut refusing = TimeoutFactory::new(|_| None);
+    let mut refusing = TimeoutFactory::new(|_| None::<Box<dyn Protocol>>);
     assert!(h.accept(&mut refusing).is_none());
 }
 
@@ -362,4 +365,131 @@ fn timeout_factory_also_wraps_outgoing_connections() {
     assert!(h.is_open(id));
     h.advance(NS);
     assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+}
+
+/// A line protocol that says goodbye through its own `send_line` when the idle timeout fires.
+#[derive(Default)]
+struct Greeter {
+    goodbyes: usize,
+}
+
+impl Greeter {
+    /// The goodbye, as a handler method: it needs a `LineCtx`, which only the receiver makes.
+    fn time_out(&mut self, lx: &mut LineCtx<'_, '_>) {
+        self.goodbyes += 1;
+        lx.send_line(b"idle too long, goodbye");
+        lx.lose_connection_with(DisconnectReason::TimedOut);
+    }
+}
+
+impl LineHandler for Greeter {
+    fn line_received(&mut self, lx: &mut LineCtx<'_, '_>, line: &[u8]) {
+        lx.send_line(line);
+    }
+}
+
+#[test]
+fn a_line_receiver_handler_sends_a_goodbye_line_before_the_timeout_close() {
+    let mut h = Harness::new();
+    let protocol = TimeoutProtocol::new(LineReceiver::new(Greeter::default()), Some(Duration::from_secs(5)))
+        .with_on_timeout(|receiver: &mut LineReceiver<Greeter>, cx| {
+            receiver.call_handler(cx, |greeter, lx| greeter.time_out(lx));
+            assert_eq!(receiver.handler().goodbyes, 1);
+        });
+    let id = accept(&mut h, protocol);
+    h.feed(id, b"hello\r\n");
+    assert_eq!(h.take_written(id), b"hello\r\n");
+    // Half a line, then silence: the line is never delivered; the goodbye comes after the echo.
+    h.feed(id, b"unfini");
+    h.advance(Duration::from_secs(5) - NS);
+    assert!(h.is_open(id));
+    assert!(h.take_written(id).is_empty());
+    h.advance(NS);
+    assert_eq!(h.take_written(id), b"idle too long, goodbye\r\n");
+    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert!(h.fin_sent(id), "the goodbye is flushed, then a clean FIN");
+    assert!(!h.rst_sent(id));
+}
+
+#[test]
+fn a_line_receiver_goodbye_uses_the_receiver_s_delimiter() {
+    let mut h = Harness::new();
+    let receiver = LineReceiver::new(Greeter::default()).with_delimiter(b"\n");
+    let protocol = TimeoutProtocol::new(receiver, Some(Duration::from_secs(3))).with_on_timeout(
+        |receiver: &mut LineReceiver<Greeter>, cx| {
+            receiver.call_handler(cx, |greeter, lx| greeter.time_out(lx))
+        },
+    );
+    let id = accept(&mut h, protocol);
+    h.advance(Duration::from_secs(3));
+    assert_eq!(h.take_written(id), b"idle too long, goodbye\n");
+    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+}
+
+/// A netstring protocol whose timeout hook sends one last string.
+struct Farewell;
+
+impl StringHandler for Farewell {
+    fn string_received(&mut self, sx: &mut StringCtx<'_, '_>, data: &[u8]) {
+        sx.send_string(data).expect("an echo fits");
+    }
+}
+
+#[test]
+fn a_string_receiver_handler_sends_a_last_string_before_the_timeout_close() {
+    let mut h = Harness::new();
+    let protocol = TimeoutProtocol::new(NetstringReceiver::netstring(Farewell), Some(Duration::from_secs(2)))
+        .with_on_timeout(|receiver: &mut NetstringReceiver<Farewell>, cx| {
+            receiver.call_handler(cx, |_farewell, sx| {
+                sx.send_string(b"bye").expect("fits");
+                sx.lose_connection_with(DisconnectReason::TimedOut);
+            })
+        });
+    let id = accept(&mut h, protocol);
+    h.feed(id, b"2:hi,");
+    assert_eq!(h.take_written(id), b"2:hi,");
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.take_written(id), b"3:bye,");
+    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+}
+
+#[test]
+fn builder_forms_chain_into_box_and_match_the_setters() {
+    let mut h = Harness::new();
+    let seen = Rc::default();
+    // with_reset_on_write(true): the ticks count as activity; with_abort_after(None): a
+    // timed-out connection still flushing is never aborted.
+    let wrapped = TimeoutProtocol::new(ticker(5, &seen), Some(Duration::from_secs(10)))
+        .with_reset_on_write(true)
+        .with_abort_after(None);
+    let handle = wrapped.handle();
+    let mut protocol = Some(Box::new(wrapped) as Box<dyn Protocol>);
+    let id = h.accept(&mut move |_| protocol.take()).unwrap();
+    h.set_peer_window(id, Some(0)); // the peer stops reading: the ticks stay buffered
+    walk(&mut h, Duration::from_secs(15)); // ticks at 3, 6, 9, 12 and 15 s
+    assert_eq!(seen.borrow().len(), 5);
+    walk(&mut h, Duration::from_secs(10) - NS);
+    assert!(!handle.timed_out(), "each write restarted the 10 s period");
+    h.advance(NS);
+    assert!(handle.timed_out(), "10 s after the last write");
+    assert!(h.is_open(id), "timed out, but a clean close waits for the flush");
+    walk(&mut h, DEFAULT_ABORT_AFTER * 2);
+    assert!(h.is_open(id) && !h.rst_sent(id), "no grace abort with with_abort_after(None)");
+    h.set_peer_window(id, None);
+    h.run();
+    assert_eq!(h.take_written(id), b"tick".repeat(5));
+    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+
+    let mut factory = TimeoutFactory::new(|_| Some(Box::new(Echo) as Box<dyn Protocol>))
+        .with_timeout(Some(Duration::from_secs(4)))
+        .with_reset_on_write(false)
+        .with_abort_after(Some(SEC));
+    assert_eq!(factory.timeout(), Some(Duration::from_secs(4)));
+    let id = h.accept(&mut factory).unwrap();
+    h.set_peer_window(id, Some(0));
+    h.feed(id, b"stuck");
+    h.advance(Duration::from_secs(4));
+    assert!(h.is_open(id), "flushing after the timeout");
+    h.advance(SEC);
+    assert!(h.rst_sent(id), "aborted after the 1 s grace set with with_abort_after");
 }

@@ -135,9 +135,8 @@ fn chargen_memory_stays_bounded_when_the_peer_does_not_read() {
 fn chargen_with_a_byte_limit_sends_exactly_that_and_closes() {
     for limit in [0u64, 1, 71, 72, 74, 7030, 7031, 100_000, 1 << 20] {
         let mut h = Harness::new();
-        let mut chargen = Chargen::new();
-        chargen.set_max_bytes(Some(limit));
-        let id = accept(&mut h, chargen);
+        // The builder form; it goes through `set_max_bytes`.
+        let id = accept(&mut h, Chargen::new().with_max_bytes(Some(limit)));
         let mut got = h.take_written(id);
         for _ in 0..200 {
             if !h.is_open(id) {

@@ -2215,6 +2215,12 @@ impl Transport<'_> {
         }
     }
 
+    /// True while the write buffer is above its high watermark: the peer is not reading as fast
+    /// as this connection writes (the same answer `write` returns).
+    pub fn is_write_buffer_above_high(&mut self) -> bool {
+        self.io().is_some_and(|io| io.buffer().above_high())
+    }
+
     /// Bytes waiting in the user-space write buffer.
     pub fn write_buffer_len(&mut self) -> usize {
         self.io().map_or(0, |io| io.buffer().len())

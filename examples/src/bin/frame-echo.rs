@@ -14,14 +14,27 @@
 //! | `int8`, `int16`, `int32` | a big-endian unsigned length of 1, 2 or 4 bytes, then that many bytes |
 //! | `netstring` | `<decimal length>:<bytes>,` |
 //!
+//! With `--framing line`, `--line-endings` says which bytes end a line (the names are
+//! [`LineEndings`]' variants): `exact` (the default, Twisted's): only `\r\n`, a bare `\n` stays
+//! part of the line; `lenient`: `\r\n` or a bare `\n`, what `nc` users need, since `nc` sends
+//! a bare `\n` (`telnet` sends `\r\n`); `strict`: only `\r\n`, and a bare `\n` closes the
+//! connection. Echoed lines always end in `\r\n`.
+//!
 //! Otherwise the conventions are echo-server's: the first line of stdout is
 //! `listening on <addr>` (the real port when `--listen` asked for port 0), logs go to stderr
 //! (`RUST_LOG=debug` shows each connection and why it closed), SIGINT/SIGTERM stop it
-//! gracefully with exit code 0, and a startup failure is one line on stderr with exit code 2.
+//! gracefully with exit code 0, and a startup failure (including a `--max-length` the length
+//! prefix cannot express, such as over 255 for `int8`) is one line on stderr with exit code 2.
+//!
+//! `nc -N` is OpenBSD netcat (Debian's `netcat-openbsd`): it closes its side at the end of
+//! input, so `nc` exits once the echo is back; with traditional netcat use `nc -q 1` instead.
+//! Without either, `nc` waits forever after printing the reply.
 //!
 //! ```text
 //! cargo run -p torsion-examples --bin frame-echo -- --listen 127.0.0.1:0 --framing netstring
-//! printf '5:hello,' | nc 127.0.0.1 PORT      # prints 5:hello,
+//! printf '5:hello,' | nc -N 127.0.0.1 PORT      # prints 5:hello,
+//! cargo run -p torsion-examples --bin frame-echo -- --listen 127.0.0.1:0 --framing line --line-endings lenient
+//! printf 'a\nb\n' | nc -N 127.0.0.1 PORT        # prints a and b, each ending in \r\n
 //! ```
 
 use std::net::SocketAddr;
@@ -29,12 +42,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, io_error_text, listen_error, resolve_addr, startup_failure,
+    announce_listening, exit_with, init_logging, listen_error, resolve_addr, run_failure, startup_failure,
     EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_protocols::framing::{
-    IntNStringReceiver, LengthPrefix, LineCtx, LineHandler, LineReceiver, NetstringReceiver, StringCtx,
-    StringHandler,
+    IntNStringReceiver, LengthPrefix, LineCtx, LineEndings, LineHandler, LineReceiver, NetstringReceiver,
+    StringCtx, StringHandler,
 };
 use torsion_reactor::{DisconnectReason, Protocol, Reactor};
 use tracing::{debug, info};
@@ -54,15 +67,44 @@ struct Args {
     framing: Framing,
 
     /// Longest accepted frame in bytes (a line's length does not count its delimiter).
-    /// Default: 16384 for lines, 99999 otherwise.
+    /// Default: 16384 for lines, 99999 otherwise (255 and 65535 are the most an int8 or
+    /// int16 prefix can express; more is refused at startup).
     #[arg(long, value_name = "N")]
     max_length: Option<usize>,
+
+    /// With `--framing line`: which bytes end a line. `nc` sends a bare `\n`, `telnet`
+    /// sends `\r\n`; echoed lines always end in `\r\n`. Default: exact.
+    #[arg(long, value_enum, value_name = "MODE")]
+    line_endings: Option<Endings>,
+}
+
+/// `--line-endings`: the command-line names of [`LineEndings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Endings {
+    /// Only `\r\n` ends a line; a bare `\n` is part of the line (Twisted's LineReceiver). An
+    /// `nc` user's lines never end: use lenient for them.
+    Exact,
+    /// `\r\n` or a bare `\n` ends a line (the `\r` is stripped): for people typing into `nc`
+    /// or `telnet`.
+    Lenient,
+    /// Only `\r\n` ends a line; a bare `\n` is a protocol error that closes the connection.
+    Strict,
+}
+
+impl From<Endings> for LineEndings {
+    fn from(endings: Endings) -> LineEndings {
+        match endings {
+            Endings::Exact => LineEndings::Exact,
+            Endings::Lenient => LineEndings::Lenient,
+            Endings::Strict => LineEndings::Strict,
+        }
+    }
 }
 
 /// The wire formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Framing {
-    /// Lines ending in `\r\n`.
+    /// Lines ending in `\r\n` (see --line-endings).
     Line,
     /// A 1-byte length, then the data.
     Int8,
@@ -103,8 +145,54 @@ impl StringHandler for StringEcho {
     }
 }
 
+/// The frame settings, checked at startup.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    framing: Framing,
+    max_length: Option<usize>,
+    line_endings: LineEndings,
+}
+
+impl Settings {
+    /// The settings `args` ask for, or the one-line reason they make no sense together.
+    fn from_args(args: &Args) -> Result<Settings, String> {
+        let prefix = match args.framing {
+            Framing::Int8 => Some(LengthPrefix::Int8),
+            Framing::Int16 => Some(LengthPrefix::Int16),
+            Framing::Int32 => Some(LengthPrefix::Int32),
+            Framing::Line | Framing::Netstring => None,
+        };
+        if let (Some(prefix), Some(max)) = (prefix, args.max_length) {
+            if u64::try_from(max).unwrap_or(u64::MAX) > prefix.limit() {
+                let framing = framing_name(args.framing);
+                return Err(format!(
+                    "--max-length {max} is too long for --framing {framing}: a {}-byte length prefix \
+                     can express at most {} bytes",
+                    prefix.width(),
+                    prefix.limit()
+                ));
+            }
+        }
+        if args.line_endings.is_some() && args.framing != Framing::Line {
+            let framing = framing_name(args.framing);
+            return Err(format!("--line-endings applies to --framing line only, not --framing {framing}"));
+        }
+        Ok(Settings {
+            framing: args.framing,
+            max_length: args.max_length,
+            line_endings: args.line_endings.unwrap_or(Endings::Exact).into(),
+        })
+    }
+}
+
+/// `framing`'s name on the command line.
+fn framing_name(framing: Framing) -> String {
+    framing.to_possible_value().map_or_else(|| format!("{framing:?}"), |v| v.get_name().to_owned())
+}
+
 /// The protocol for one connection: a framer composed with an echo handler.
-fn build(framing: Framing, max_length: Option<usize>) -> Box<dyn Protocol> {
+fn build(settings: Settings) -> Box<dyn Protocol> {
+    let max_length = settings.max_length;
     let prefixed = |prefix| {
         let receiver = IntNStringReceiver::new_prefixed(prefix, StringEcho);
         Box::new(match max_length {
@@ -112,9 +200,9 @@ fn build(framing: Framing, max_length: Option<usize>) -> Box<dyn Protocol> {
             None => receiver,
         }) as Box<dyn Protocol>
     };
-    match framing {
+    match settings.framing {
         Framing::Line => {
-            let receiver = LineReceiver::new(LineEcho);
+            let receiver = LineReceiver::new(LineEcho).with_line_endings(settings.line_endings);
             Box::new(match max_length {
                 Some(max) => receiver.with_max_length(max),
                 None => receiver,
@@ -142,21 +230,22 @@ fn main() -> ExitCode {
 /// Runs the server until a signal stops it. Errors carry the exit code and a one-line message.
 fn serve(args: &Args) -> Result<(), (i32, String)> {
     let addr = resolve_addr(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let settings = Settings::from_args(args).map_err(|message| (EXIT_USAGE, message))?;
 
     let mut reactor = Reactor::new().map_err(startup_failure)?;
-    let (framing, max_length) = (args.framing, args.max_length);
     let factory = move |peer: SocketAddr| {
         debug!(%peer, "accepted a connection");
-        Some(build(framing, max_length))
+        Some(build(settings))
     };
     let port = reactor.listen_tcp(addr, factory).map_err(|e| (EXIT_USAGE, listen_error(addr, &e)))?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 
     let local = port.local_addr();
     announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
-    info!(%local, ?framing, ?max_length, "frame echo listening; Ctrl-C (SIGINT) or SIGTERM stops it");
+    let Settings { framing, max_length, line_endings } = settings;
+    info!(%local, ?framing, ?max_length, ?line_endings, "frame echo listening; Ctrl-C (SIGINT) or SIGTERM stops it");
 
-    reactor.run().map_err(|e| (EXIT_FAILURE, format!("the reactor failed: {}", io_error_text(&e))))?;
+    reactor.run().map_err(run_failure)?;
     info!("stopped");
     Ok(())
 }

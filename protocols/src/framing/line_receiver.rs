@@ -134,12 +134,46 @@ impl<'b> LineCtx<'_, 'b> {
         self.cx
     }
 
-    /// Writes `line` followed by the delimiter. Returns whether the write buffer is now above
-    /// its high watermark (as [`Transport::write`](torsion_reactor::Transport::write)). The
-    /// line is not checked against `max_length` or for delimiters inside it.
-    pub fn send_line(&mut self, line: &[u8]) -> bool {
+    /// Writes `line` followed by the delimiter (Twisted's `sendLine`). The line is not checked
+    /// against `max_length` or for delimiters inside it.
+    ///
+    /// Like Twisted's, it returns nothing: the line is always queued, and flow control
+    /// happens on its own (the receiver stops delivering lines while the write buffer is above
+    /// its high watermark; see [`LineReceiver`]'s Pausing section). A handler that writes a
+    /// lot from one callback can ask [`write_buffer_above_high`](LineCtx::write_buffer_above_high)
+    /// to stop early.
+    pub fn send_line(&mut self, line: &[u8]) {
         let delimiter: &[u8] = &self.ctl.delimiter;
-        self.cx.transport().write_sequence([line, delimiter])
+        self.cx.transport().write_sequence([line, delimiter]);
+    }
+
+    /// True while this connection's write buffer is above its high watermark (64 KiB unless
+    /// set with `transport().set_write_buffer_limits`): the peer is not reading as fast as
+    /// this handler writes. The signal `send_line` used to return, for a handler that writes
+    /// much from one callback (a file, a long listing) and wants to stop early; after the
+    /// callback the receiver pauses by itself until the buffer drains.
+    ///
+    /// ```
+    /// use torsion_protocols::{LineCtx, LineHandler};
+    ///
+    /// /// Answers `LIST` with up to a million lines, stopping once the peer falls behind.
+    /// struct Lister;
+    ///
+    /// impl LineHandler for Lister {
+    ///     fn line_received(&mut self, lx: &mut LineCtx<'_, '_>, line: &[u8]) {
+    ///         if line == b"LIST" {
+    ///             for n in 0..1_000_000 {
+    ///                 lx.send_line(format!("item {n}").as_bytes());
+    ///                 if lx.write_buffer_above_high() {
+    ///                     break;
+    ///                 }
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn write_buffer_above_high(&mut self) -> bool {
+        self.cx.transport().is_write_buffer_above_high()
     }
 
     /// Switches to raw mode: from the end of this callback on, bytes not yet delivered (the
@@ -239,7 +273,13 @@ impl<'b> LineCtx<'_, 'b> {
 }
 
 /// A [`Protocol`] that splits its input into lines and hands them to a [`LineHandler`]
-/// (Twisted's `LineReceiver`, composed instead of inherited).
+/// (Twisted's `LineReceiver`, composed instead of inherited). By default only `\r\n` ends a
+/// line ([`LineEndings::Exact`], Twisted's delimiter, for wire compatibility). `telnet` sends
+/// `\r\n`, so that works; `nc` (netcat) and most Unix tools send a bare `\n`, which `Exact`
+/// keeps as part of the line, so an `nc` user sees nothing until a `\r\n` arrives. For people
+/// typing into `nc` or `telnet`, pick [`LineEndings::Lenient`] (`\n` or `\r\n` ends a line;
+/// the `\r` is stripped); to refuse bare `\n` outright, [`LineEndings::Strict`]:
+/// `LineReceiver::new(handler).with_line_endings(LineEndings::Lenient)`.
 ///
 /// Defaults, each with a setter: delimiter `\r\n`, at most 16384 bytes per line (not counting
 /// the delimiter; exactly 16384 is accepted), [`LineEndings::Exact`], no frame deadline.
@@ -382,6 +422,49 @@ impl<H: LineHandler> LineReceiver<H> {
     /// The handler, mutably.
     pub fn handler_mut(&mut self) -> &mut H {
         &mut self.handler
+    }
+
+    /// Calls `f` with the handler and a [`LineCtx`], from outside this receiver's own
+    /// callbacks: for code that holds the receiver and a [`Ctx`] of its connection, such as a
+    /// [`TimeoutProtocol::on_timeout`](crate::policies::TimeoutProtocol::on_timeout) hook that
+    /// sends a goodbye line. What `f` asks for (mode switches, pause, close) is applied when it
+    /// returns, as after any handler callback, and lines already buffered are delivered if
+    /// delivery can go on.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_protocols::policies::TimeoutProtocol;
+    /// use torsion_protocols::{LineCtx, LineHandler, LineReceiver};
+    /// use torsion_reactor::testing::Harness;
+    /// use torsion_reactor::{DisconnectReason, Protocol};
+    ///
+    /// struct Quiet;
+    /// impl LineHandler for Quiet {
+    ///     fn line_received(&mut self, _lx: &mut LineCtx<'_, '_>, _line: &[u8]) {}
+    /// }
+    ///
+    /// let protocol = TimeoutProtocol::new(LineReceiver::new(Quiet), Some(Duration::from_secs(5)))
+    ///     .with_on_timeout(|receiver, cx| {
+    ///         receiver.call_handler(cx, |_quiet, lx| {
+    ///             lx.send_line(b"idle for 5 s, goodbye");
+    ///             lx.lose_connection_with(DisconnectReason::TimedOut);
+    ///         });
+    ///     });
+    /// let mut protocol = Some(Box::new(protocol) as Box<dyn Protocol>);
+    /// let mut h = Harness::new();
+    /// let id = h.accept(&mut move |_| protocol.take()).unwrap();
+    /// h.advance(Duration::from_secs(5));
+    /// assert_eq!(h.take_written(id), b"idle for 5 s, goodbye\r\n");
+    /// assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    /// ```
+    pub fn call_handler<R>(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        f: impl FnOnce(&mut H, &mut LineCtx<'_, '_>) -> R,
+    ) -> R {
+        let result = f(&mut self.handler, &mut LineCtx { cx, ctl: &mut self.ctl });
+        self.pump(cx);
+        result
     }
 
     /// Applies the changes a handler callback requested, in order.

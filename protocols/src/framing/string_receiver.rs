@@ -129,6 +129,15 @@ impl<'b> StringCtx<'_, 'b> {
         Ok(())
     }
 
+    /// True while this connection's write buffer is above its high watermark (64 KiB unless
+    /// set with `transport().set_write_buffer_limits`): the peer is not reading as fast as
+    /// this handler writes. `send_string` queues regardless (as in Twisted); a handler that
+    /// writes much from one callback asks this to stop early. After the callback the receiver
+    /// pauses by itself until the buffer drains.
+    pub fn write_buffer_above_high(&mut self) -> bool {
+        self.cx.transport().is_write_buffer_above_high()
+    }
+
     /// Stops delivering strings (also those already buffered) and pauses reading the socket,
     /// until [`resume`](StringCtx::resume).
     ///
@@ -347,6 +356,23 @@ impl<D: StringDecoder, H: StringHandler> StringReceiver<D, H> {
     /// The handler, mutably.
     pub fn handler_mut(&mut self) -> &mut H {
         &mut self.handler
+    }
+
+    /// Calls `f` with the handler and a [`StringCtx`], from outside this receiver's own
+    /// callbacks: for code that holds the receiver and a [`Ctx`] of its connection, such as a
+    /// [`TimeoutProtocol::on_timeout`](crate::policies::TimeoutProtocol::on_timeout) hook that
+    /// sends a last string. What `f` asks for (pause, limits, close) is applied when it
+    /// returns, as after any handler callback, and strings already buffered are delivered if
+    /// delivery can go on. See [`LineReceiver::call_handler`](super::LineReceiver::call_handler)
+    /// for an example.
+    pub fn call_handler<R>(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        f: impl FnOnce(&mut H, &mut StringCtx<'_, '_>) -> R,
+    ) -> R {
+        let result = f(&mut self.handler, &mut sx!(self, cx));
+        self.pump(cx);
+        result
     }
 
     fn apply(&mut self) {

@@ -151,6 +151,24 @@ impl<F> LimitConnectionsFactory<F> {
         self
     }
 
+    /// Builder form of [`set_max_connections`](Self::set_max_connections), by value.
+    pub fn with_max_connections(mut self, max: Option<usize>) -> Self {
+        self.set_max_connections(max);
+        self
+    }
+
+    /// Builder form of [`set_max_per_peer`](Self::set_max_per_peer), by value.
+    pub fn with_max_per_peer(mut self, max: Option<usize>) -> Self {
+        self.set_max_per_peer(max);
+        self
+    }
+
+    /// Builder form of [`set_refusal_message`](Self::set_refusal_message), by value.
+    pub fn with_refusal_message(mut self, message: Option<Bytes>) -> Self {
+        self.set_refusal_message(message);
+        self
+    }
+
     /// The cap on open connections.
     pub fn max_connections(&self) -> Option<usize> {
         self.max_total

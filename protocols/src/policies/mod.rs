@@ -8,10 +8,11 @@
 //! - [`ThrottlingFactory`]: cap read and write bandwidth with token buckets refilled every
 //!   few milliseconds (`ThrottlingFactory`).
 //!
-//! Every limit has a default (a `DEFAULT_*` constant, documented with its reasoning) and a
-//! setter. Wrappers nest: each one is a [`Factory`] around a [`Factory`], and the protocols
-//! they build pass every callback they do not handle through to the wrapped protocol,
-//! including `timer_fired` for timers the wrapped protocol set.
+//! Every limit has a default (a `DEFAULT_*` constant, documented with its reasoning), a
+//! setter (`set_*`, through `&mut`, chainable) and a builder form (`with_*`, by value, for
+//! building a wrapper in one expression). Wrappers nest: each one is a [`Factory`] around a
+//! [`Factory`], and the protocols they build pass every callback they do not handle through
+//! to the wrapped protocol, including `timer_fired` for timers the wrapped protocol set.
 //!
 //! ```
 //! use std::time::Duration;
@@ -21,12 +22,11 @@
 //! use torsion_reactor::Protocol;
 //!
 //! let echo = |_| Some(Box::new(Echo) as Box<dyn Protocol>);
-//! let mut timeout = TimeoutFactory::new(echo);
-//! timeout.set_timeout(Some(Duration::from_secs(60)));
-//! let mut throttle = ThrottlingFactory::new(timeout);
-//! throttle.set_read_limit(Some(1 << 20)).set_write_limit(Some(1 << 20));
-//! let mut factory = LimitConnectionsFactory::new(throttle);
-//! factory.set_max_connections(Some(1000)).set_max_per_peer(Some(10));
+//! let timeout = TimeoutFactory::new(echo).with_timeout(Some(Duration::from_secs(60)));
+//! let throttle =
+//!     ThrottlingFactory::new(timeout).with_read_limit(Some(1 << 20)).with_write_limit(Some(1 << 20));
+//! let mut factory =
+//!     LimitConnectionsFactory::new(throttle).with_max_connections(Some(1000)).with_max_per_peer(Some(10));
 //!
 //! let mut h = Harness::new();
 //! let id = h.accept(&mut factory).unwrap();

@@ -267,6 +267,30 @@ impl<F> ThrottlingFactory<F> {
         self.set_read_limit(read).set_write_limit(write)
     }
 
+    /// Builder form of [`set_read_limit`](Self::set_read_limit), by value.
+    pub fn with_read_limit(mut self, bytes_per_second: Option<u64>) -> Self {
+        self.set_read_limit(bytes_per_second);
+        self
+    }
+
+    /// Builder form of [`set_write_limit`](Self::set_write_limit), by value.
+    pub fn with_write_limit(mut self, bytes_per_second: Option<u64>) -> Self {
+        self.set_write_limit(bytes_per_second);
+        self
+    }
+
+    /// Builder form of [`set_burst`](Self::set_burst), by value.
+    pub fn with_burst(mut self, burst: Duration) -> Self {
+        self.set_burst(burst);
+        self
+    }
+
+    /// Builder form of [`set_interval`](Self::set_interval), by value.
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.set_interval(interval);
+        self
+    }
+
     /// The read limit in bytes per second.
     pub fn read_limit(&self) -> Option<u64> {
         self.read_limit

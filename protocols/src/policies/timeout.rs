@@ -287,12 +287,61 @@ impl<P: ?Sized + Protocol> TimeoutProtocol<P> {
     }
 
     /// Replaces the default timeout action (close with [`DisconnectReason::TimedOut`]); the
-    /// hook gets the wrapped protocol, to say goodbye first, or to keep the connection and
-    /// set a new timeout through the handle.
+    /// hook gets the wrapped protocol and the connection's [`Ctx`], to say goodbye first, or
+    /// to keep the connection and set a new timeout through the handle. The hook closes the
+    /// connection itself if it should close (no grace abort follows a hook).
+    ///
+    /// When the wrapped protocol is a framer ([`LineReceiver`](crate::LineReceiver),
+    /// [`StringReceiver`](crate::framing::StringReceiver)), its `call_handler` reaches the
+    /// handler with a [`LineCtx`](crate::LineCtx) or [`StringCtx`](crate::StringCtx), so the
+    /// goodbye can be a `send_line`:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_protocols::policies::TimeoutProtocol;
+    /// use torsion_protocols::{LineCtx, LineHandler, LineReceiver};
+    /// use torsion_reactor::DisconnectReason;
+    ///
+    /// struct Session;
+    /// impl LineHandler for Session {
+    ///     fn line_received(&mut self, lx: &mut LineCtx<'_, '_>, line: &[u8]) {
+    ///         lx.send_line(line);
+    ///     }
+    /// }
+    ///
+    /// let mut protocol = TimeoutProtocol::new(LineReceiver::new(Session), Some(Duration::from_secs(60)));
+    /// protocol.on_timeout(|receiver, cx| {
+    ///     receiver.call_handler(cx, |_session, lx| {
+    ///         lx.send_line(b"idle for a minute, goodbye");
+    ///         lx.lose_connection_with(DisconnectReason::TimedOut);
+    ///     })
+    /// });
+    /// ```
     #[doc(alias = "timeout_connection")]
     #[doc(alias = "timeoutConnection")]
     pub fn on_timeout(&mut self, hook: impl FnMut(&mut P, &mut Ctx<'_>) + 'static) -> &mut Self {
         self.on_timeout = Some(Box::new(hook));
+        self
+    }
+
+    /// Builder form of [`set_reset_on_write`](Self::set_reset_on_write), by value, for
+    /// chaining into `Box::new(..)`.
+    pub fn with_reset_on_write(mut self, on: bool) -> Self {
+        self.set_reset_on_write(on);
+        self
+    }
+
+    /// Builder form of [`set_abort_after`](Self::set_abort_after), by value, for chaining
+    /// into `Box::new(..)`.
+    pub fn with_abort_after(mut self, grace: Option<Duration>) -> Self {
+        self.set_abort_after(grace);
+        self
+    }
+
+    /// Builder form of [`on_timeout`](Self::on_timeout), by value, for chaining into
+    /// `Box::new(..)`.
+    pub fn with_on_timeout(mut self, hook: impl FnMut(&mut P, &mut Ctx<'_>) + 'static) -> Self {
+        self.on_timeout(hook);
         self
     }
 
@@ -481,6 +530,24 @@ impl<F> TimeoutFactory<F> {
     /// [`TimeoutProtocol::set_abort_after`]. Default [`DEFAULT_ABORT_AFTER`].
     pub fn set_abort_after(&mut self, grace: Option<Duration>) -> &mut Self {
         self.abort_after = grace;
+        self
+    }
+
+    /// Builder form of [`set_timeout`](Self::set_timeout), by value.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.set_timeout(timeout);
+        self
+    }
+
+    /// Builder form of [`set_reset_on_write`](Self::set_reset_on_write), by value.
+    pub fn with_reset_on_write(mut self, on: bool) -> Self {
+        self.set_reset_on_write(on);
+        self
+    }
+
+    /// Builder form of [`set_abort_after`](Self::set_abort_after), by value.
+    pub fn with_abort_after(mut self, grace: Option<Duration>) -> Self {
+        self.set_abort_after(grace);
         self
     }
 
