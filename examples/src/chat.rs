@@ -3,7 +3,7 @@
 //!
 //! # The idea: shared state lives in the factory
 //! Every connection gets its own protocol, a [`LineReceiver`] around a [`Chatter`] (in a thin
-//! wrapper that tells the room when the connection's write buffer drains); the
+//! [`Member`] wrapper that tells the room when the connection's write buffer drains); the
 //! [`Room`] (who is online) lives in the factory, [`ChatServer`], and each protocol holds a
 //! clone of it. The room stores [`ConnId`]s, never transports: a broadcast looks each member
 //! up with `cx.transport_for(id)` and writes one shared [`Bytes`] to it (no copy per
@@ -76,14 +76,13 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use torsion_protocols::framing::{LineCtx, LineDecoder, LineEndings, LineHandler, LineReceiver};
 use torsion_protocols::policies::{LimitConnectionsFactory, TimeoutProtocol};
-use torsion_reactor::{ConnId, Ctx, DisconnectReason, Factory, Protocol, Reactor, TimerId};
+use torsion_reactor::{Address, ConnId, Ctx, DisconnectReason, Factory, LoopCtx, Protocol, Reactor, Wrapper};
 use tracing::{debug, info, warn};
 
 /// The longest line a client may send, in bytes, not counting the line ending.
@@ -246,7 +245,7 @@ impl Room {
                 let epoch = state.epoch;
                 state.congested.push((id, epoch));
                 let room = self.clone();
-                cx.call_later_fn(state.max_stall, move |cx| room.stall_expired(cx, id, epoch));
+                cx.call_later(state.max_stall, move |cx| room.stall_expired(cx, id, epoch));
             }
         }
         if !state.congested.is_empty() {
@@ -264,7 +263,7 @@ impl Room {
 
     /// Sends `line` (plus `\r\n`) to every member, for announcements from the server itself
     /// (the chat server's `* Server shutting down` before a graceful stop).
-    pub fn announce(&self, cx: &mut Ctx<'_>, line: &str) {
+    pub fn announce(&self, cx: &mut LoopCtx<'_>, line: &str) {
         let bytes = Bytes::from(format!("{line}\r\n"));
         for &id in self.state.borrow().members.values() {
             if let Some(mut transport) = cx.transport_for(id) {
@@ -274,13 +273,13 @@ impl Room {
     }
 
     /// `id`'s write buffer drained to its low watermark: it no longer holds anyone back.
-    fn drained(&self, cx: &mut Ctx<'_>, id: ConnId) {
+    fn drained(&self, cx: &mut LoopCtx<'_>, id: ConnId) {
         self.state.borrow_mut().congested.retain(|(c, _)| *c != id);
         self.release_if_clear(cx);
     }
 
     /// `id`'s connection is over: forget it in the flow control.
-    fn gone(&self, cx: &mut Ctx<'_>, id: ConnId) {
+    fn gone(&self, cx: &mut LoopCtx<'_>, id: ConnId) {
         {
             let mut state = self.state.borrow_mut();
             state.congested.retain(|(c, _)| *c != id);
@@ -292,7 +291,7 @@ impl Room {
 
     /// A member stayed congested for `max_stall`: it is not reading, or not fast enough. It
     /// stops holding the room back and is left to its write-buffer cap.
-    fn stall_expired(&self, cx: &mut Ctx<'_>, id: ConnId, epoch: u64) {
+    fn stall_expired(&self, cx: &mut LoopCtx<'_>, id: ConnId, epoch: u64) {
         {
             let mut state = self.state.borrow_mut();
             let before = state.congested.len();
@@ -308,7 +307,7 @@ impl Room {
     }
 
     /// Resumes reading every held connection once no member is congested.
-    fn release_if_clear(&self, cx: &mut Ctx<'_>) {
+    fn release_if_clear(&self, cx: &mut LoopCtx<'_>) {
         let held = {
             let mut state = self.state.borrow_mut();
             if !state.congested.is_empty() {
@@ -375,7 +374,7 @@ impl ChatServer {
 }
 
 impl Factory for ChatServer {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+    fn build_protocol(&mut self, peer: Address) -> Option<Box<dyn Protocol>> {
         self.limited.build_protocol(peer)
     }
 }
@@ -388,7 +387,7 @@ struct Builder {
 }
 
 impl Factory for Builder {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+    fn build_protocol(&mut self, peer: Address) -> Option<Box<dyn Protocol>> {
         debug!(%peer, "client connected");
         let chatter =
             Chatter { room: self.room.clone(), name: None, max_write_buffer: self.config.max_write_buffer };
@@ -396,8 +395,7 @@ impl Factory for Builder {
         let decoder = LineDecoder::new()
             .with_max_length(self.config.max_line_length)
             .with_line_endings(LineEndings::Lenient);
-        let member =
-            Member { receiver: LineReceiver::with_decoder(chatter, decoder), room: self.room.clone() };
+        let member = Member::new(LineReceiver::with_decoder(chatter, decoder), self.room.clone());
         Some(match self.config.idle_timeout {
             Some(idle) => Box::new(TimeoutProtocol::new(member, Some(idle))),
             None => Box::new(member),
@@ -405,44 +403,43 @@ impl Factory for Builder {
     }
 }
 
-/// A client's protocol: its [`LineReceiver`], plus telling the room when this client's write
-/// buffer has drained (the receiver's own `resume_producing` resumes its reading; the room
-/// also resumes the talkers this client was holding back).
+/// A client's protocol: its [`LineReceiver`] (by default; any protocol can be wrapped), plus
+/// telling the room when this client's write buffer has drained (the receiver's own
+/// `resume_producing` resumes its reading; the room also resumes the talkers this client was
+/// holding back) and when the connection is over.
+///
+/// It is a [`Wrapper`]: every callback is forwarded to the inner protocol by the trait's
+/// defaults, and only the two that also concern the room are written out here, so none can be
+/// dropped by forgetting it.
 #[derive(Debug)]
-struct Member {
-    receiver: LineReceiver<Chatter>,
+pub struct Member<P = LineReceiver<Chatter>> {
+    inner: P,
     room: Room,
 }
 
-impl Protocol for Member {
-    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
-        self.receiver.connection_made(cx);
+impl<P: Protocol> Member<P> {
+    /// Wraps `inner`, a member of `room` (the chat server builds one per connection with a
+    /// [`LineReceiver`] around a [`Chatter`]).
+    pub fn new(inner: P, room: Room) -> Member<P> {
+        Member { inner, room }
+    }
+}
+
+impl<P: Protocol + 'static> Wrapper for Member<P> {
+    type Inner = P;
+
+    fn inner(&mut self) -> &mut P {
+        &mut self.inner
     }
 
-    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
-        self.receiver.data_received(cx, data);
-    }
-
-    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
-        self.receiver.eof_received(cx)
-    }
-
-    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
-        self.receiver.connection_lost(cx, reason);
+    fn on_connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        self.inner.connection_lost(cx, reason);
         let id = cx.conn_id();
         self.room.gone(cx, id);
     }
 
-    fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
-        self.receiver.timer_fired(cx, timer);
-    }
-
-    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
-        self.receiver.pause_producing(cx);
-    }
-
-    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
-        self.receiver.resume_producing(cx);
+    fn on_resume_producing(&mut self, cx: &mut Ctx<'_>) {
+        self.inner.resume_producing(cx);
         let id = cx.conn_id();
         self.room.drained(cx, id);
     }
@@ -669,7 +666,7 @@ mod tests {
             h.feed(talker, line.repeat(100).as_bytes());
             received += lines(&mut h, other).iter().filter(|l| l.starts_with("<talker> ")).count();
         }
-        assert_eq!(h.disconnect_reason(deaf).as_deref(), Some("BufferOverflow"));
+        assert_eq!(h.disconnect_reason(deaf), Some(DisconnectReason::BufferOverflow));
         assert_eq!(received, 2100);
         assert_eq!(room.names(), ["other", "talker"]);
         assert_eq!(lines(&mut h, talker), ["* deaf has left"]);

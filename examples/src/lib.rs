@@ -9,10 +9,10 @@
 //!   [`ClientFactory`](torsion_reactor::ClientFactory), replies that arrive split arbitrarily
 //!   reassembled into lines, and a second thread (stdin) talking to the reactor only through
 //!   [`ReactorHandle::call_from_thread`](torsion_reactor::ReactorHandle::call_from_thread).
-//! * `proxy`: a TCP port forwarder whose two connections are each other's producer, so a slow
-//!   reader on either side pauses reading on the other (producer/consumer across two
-//!   connections). Its protocols live in the [`proxy`] module, so tests can run the proxy
-//!   in-process and watch its buffers.
+//! * `proxy`: a port forwarder (TCP or Unix sockets, on either side) whose two connections are
+//!   each other's producer, so a slow reader on either side pauses reading on the other
+//!   (producer/consumer across two connections). Its protocols live in the [`proxy`] module,
+//!   so tests can run the proxy in-process and watch its buffers.
 //! * `chat-server`: a chat room, Twisted's classic demo: shared state (the [`chat::Room`])
 //!   lives in the factory and holds [`ConnId`](torsion_reactor::ConnId)s, a broadcast reaches
 //!   each member through `cx.transport_for(id)`, and framing ([`LineReceiver`]), an idle
@@ -26,14 +26,18 @@
 //!
 //! This library holds only what the binaries share, so they stay about one idea each: logging
 //! setup ([`init_logging`]), the `listening on <addr>` line scripts read the port from
-//! ([`announce_listening`]), address parsing ([`resolve_addr`]), a [`LineBuffer`] that
-//! turns a byte stream into complete lines, and the [`proxy`] protocols.
+//! ([`announce_listening`]), endpoint parsing ([`parse_endpoint`]: `HOST:PORT`, `[V6]:PORT`,
+//! `unix:PATH`, `unix:@NAME`, so every server listens and every client connects on TCP or a
+//! Unix socket alike), a [`LineBuffer`] that turns a byte stream into complete lines, and the
+//! [`proxy`] protocols.
 //!
 //! ```
-//! use torsion_examples::{announce_listening, resolve_addr, LineBuffer};
+//! use torsion_examples::{announce_listening, parse_endpoint, LineBuffer};
 //!
-//! let addr = resolve_addr("127.0.0.1:0").unwrap();
-//! assert_eq!(addr.port(), 0);
+//! let addr = parse_endpoint("127.0.0.1:0").unwrap();
+//! assert_eq!(addr.inet().unwrap().port(), 0);
+//! let unix = parse_endpoint("unix:/run/echo.sock").unwrap();
+//! assert_eq!(unix.to_string(), "unix:/run/echo.sock");
 //!
 //! // Replies arrive split anywhere; only complete lines come out.
 //! let mut lines = LineBuffer::default();
@@ -41,12 +45,13 @@
 //! assert_eq!(lines.push(b"lo\nwor"), vec![b"hello".to_vec()]);
 //! assert_eq!(lines.take_rest(), Some(b"wor".to_vec()));
 //!
-//! announce_listening(addr).unwrap(); // prints `listening on 127.0.0.1:0`
+//! announce_listening(&addr).unwrap(); // prints `listening on 127.0.0.1:0`
 //! ```
 
 use std::io::{self, IsTerminal, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 
+use torsion_reactor::{Address, AddressParseError, UnixAddr};
 use tracing_subscriber::EnvFilter;
 
 pub mod chat;
@@ -74,22 +79,37 @@ pub fn init_logging() {
 
 /// Prints `listening on <addr>` as the first line of standard output and flushes it, so a
 /// script reading the pipe learns the bound port (useful with port 0) at once.
-pub fn announce_listening(addr: SocketAddr) -> io::Result<()> {
+pub fn announce_listening(addr: &Address) -> io::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "listening on {addr}")?;
     out.flush()
 }
 
-/// Parses `host:port` into a socket address: a literal address (`127.0.0.1:8000`,
-/// `[::1]:8000`) or a name resolved by the system (`localhost:8000`, first address wins).
-/// The error is a one-line message naming the address.
-pub fn resolve_addr(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
-    }
-    match text.to_socket_addrs() {
-        Ok(mut addrs) => addrs.next().ok_or_else(|| format!("'{text}' resolves to no address")),
-        Err(e) => Err(format!("bad address '{text}' (expected HOST:PORT): {}", io_error_text(&e))),
+/// The endpoint forms every example accepts, for `--help` texts and error messages.
+pub const ENDPOINT_FORMS: &str = "HOST:PORT, [V6]:PORT, unix:PATH or unix:@NAME";
+
+/// Parses an endpoint as the examples take it on the command line (`--listen`, `--connect`,
+/// `--target`) into a [`torsion_reactor::Address`]:
+///
+/// * `127.0.0.1:8000`, `[::1]:8000`: a literal Internet address (TCP);
+/// * `localhost:8000`: a host name, resolved by the system (the first address wins);
+/// * `unix:/run/echo.sock` (or a relative `unix:echo.sock`): a Unix socket path;
+/// * `unix:@echo`: a name in Linux's abstract namespace (no file).
+///
+/// The error is a one-line message naming the text and the accepted forms.
+pub fn parse_endpoint(text: &str) -> Result<Address, String> {
+    match text.parse::<Address>() {
+        Ok(addr) => Ok(addr),
+        // Not a literal: a host name to resolve, unless it was meant as a Unix address.
+        Err(AddressParseError::Invalid(_)) if !text.starts_with("unix:") => match text.to_socket_addrs() {
+            Ok(mut addrs) => {
+                addrs.next().map(Address::from).ok_or_else(|| format!("'{text}' resolves to no address"))
+            }
+            Err(e) => Err(format!("bad address '{text}' (expected {ENDPOINT_FORMS}): {}", io_error_text(&e))),
+        },
+        // This message quotes the text already.
+        Err(e @ AddressParseError::UnixPathTooLong { .. }) => Err(format!("bad address: {e}")),
+        Err(e) => Err(format!("bad address '{text}': {e}")),
     }
 }
 
@@ -138,12 +158,25 @@ pub fn run_failure(error: torsion_reactor::Error) -> Failure {
 }
 
 /// `cannot listen on 127.0.0.1:8000: Address already in use`, without the `(os error 98)`: the
-/// one line a server prints when `listen_tcp` fails.
-pub fn listen_error(addr: SocketAddr, error: &torsion_reactor::Error) -> String {
+/// one line a server prints when `listen` fails. For a Unix path it says whether a live server
+/// holds it (`address in use`) or a file that is not a socket is in the way.
+pub fn listen_error(addr: &Address, error: &torsion_reactor::Error) -> String {
     use torsion_reactor::{Error, TransportError};
     match error {
-        Error::Transport(TransportError::Bind { source, .. }) | Error::Io(source) => {
+        Error::Transport(TransportError::Bind { source, .. } | TransportError::BindUnix { source, .. })
+        | Error::Io(source)
+        | Error::Register(source) => {
             format!("cannot listen on {addr}: {}", io_error_text(source))
+        }
+        Error::Transport(TransportError::AddressInUse { .. }) => match addr {
+            Address::Unix(UnixAddr::Path(_)) => format!(
+                "cannot listen on {addr}: address in use (a live server is listening there; its socket file \
+                 is left alone)"
+            ),
+            _ => format!("cannot listen on {addr}: address in use (a live server is listening there)"),
+        },
+        Error::Transport(TransportError::NotASocket { .. }) => {
+            format!("cannot listen on {addr}: the file there is not a socket (left untouched)")
         }
         other => format!("cannot listen on {addr}: {other}"),
     }
@@ -204,11 +237,21 @@ mod tests {
     }
 
     #[test]
-    fn addresses() {
-        assert_eq!(resolve_addr("127.0.0.1:8000").unwrap().port(), 8000);
-        assert_eq!(resolve_addr("[::1]:9").unwrap().port(), 9);
-        assert!(resolve_addr("127.0.0.1").is_err());
-        assert!(resolve_addr("not an address").is_err());
+    fn endpoints() {
+        let inet = |text: &str| parse_endpoint(text).unwrap().inet().unwrap();
+        assert_eq!(inet("127.0.0.1:8000").port(), 8000);
+        assert_eq!(inet("[::1]:9").port(), 9);
+        assert!(inet("localhost:7").ip().is_loopback(), "names are resolved");
+        assert_eq!(parse_endpoint("unix:/tmp/e.sock").unwrap(), Address::unix_path("/tmp/e.sock"));
+        assert_eq!(parse_endpoint("unix:rel.sock").unwrap(), Address::unix_path("rel.sock"));
+        assert_eq!(parse_endpoint("unix:@name").unwrap().to_string(), "unix:@name");
+        for bad in ["127.0.0.1", "not an address", "unix:", "unix:@"] {
+            let error = parse_endpoint(bad).unwrap_err();
+            assert!(error.contains(&format!("'{bad}'")) && !error.contains('\n'), "{error}");
+        }
+        let long = format!("unix:/{}", "x".repeat(200));
+        let error = parse_endpoint(&long).unwrap_err();
+        assert!(error.contains(&long) && error.contains("limit"), "{error}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! A TCP port forwarder (Twisted's `portforward`): the protocols behind the `proxy` binary,
-//! public so that tests can run the proxy in-process and watch its buffers.
+//! A port forwarder (Twisted's `portforward`): the protocols behind the `proxy` binary,
+//! public so that tests can run the proxy in-process and watch its buffers. Either side may be
+//! TCP or a Unix socket: the target is an [`Address`], and the listener is whatever the
+//! factory is given to.
 //!
 //! # The idea: producer/consumer across two connections
 //! Each accepted client gets a second, outbound connection to the target (the *backend*).
@@ -27,12 +29,13 @@
 //!
 //! ```no_run
 //! use torsion_examples::proxy::Proxy;
-//! use torsion_reactor::Reactor;
+//! use torsion_reactor::{Address, Reactor};
 //!
 //! let mut reactor = Reactor::new().unwrap();
-//! let proxy = Proxy::new("127.0.0.1:8000".parse().unwrap());
+//! let target: Address = "127.0.0.1:8000".parse().unwrap(); // or "unix:/run/app.sock"
+//! let proxy = Proxy::new(target);
 //! let stats = proxy.stats();
-//! let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), proxy).unwrap();
+//! let port = reactor.listen(&"unix:/tmp/proxy.sock".parse().unwrap(), proxy).unwrap();
 //! println!("forwarding {} to 127.0.0.1:8000", port.local_addr());
 //! reactor.run().unwrap();
 //! println!("largest buffer seen: {} bytes", stats.max_buffered());
@@ -40,24 +43,25 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::net::SocketAddr;
 use std::rc::Rc;
 
-use torsion_reactor::{ClientFactory, ConnId, Ctx, DisconnectReason, Error, Factory, Protocol};
+use torsion_reactor::{
+    Address, ClientFactory, ConnId, Ctx, DisconnectReason, Error, Factory, LoopCtx, Protocol,
+};
 use tracing::{debug, info, warn};
 
 /// The proxy's [`Factory`]: builds a [`ClientSide`] protocol for each accepted connection,
 /// which connects to `target`.
 #[derive(Debug)]
 pub struct Proxy {
-    target: SocketAddr,
+    target: Address,
     stats: ProxyStats,
 }
 
 impl Proxy {
     /// A proxy forwarding every accepted connection to `target`.
-    pub fn new(target: SocketAddr) -> Proxy {
-        Proxy { target, stats: ProxyStats::default() }
+    pub fn new(target: impl Into<Address>) -> Proxy {
+        Proxy { target: target.into(), stats: ProxyStats::default() }
     }
 
     /// A handle on the proxy's statistics, shared with every protocol it builds.
@@ -67,9 +71,9 @@ impl Proxy {
 }
 
 impl Factory for Proxy {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+    fn build_protocol(&mut self, peer: Address) -> Option<Box<dyn Protocol>> {
         debug!(%peer, "accepted a client");
-        Some(Box::new(ClientSide { target: self.target, backend: None, stats: self.stats.clone() }))
+        Some(Box::new(ClientSide { target: self.target.clone(), backend: None, stats: self.stats.clone() }))
     }
 }
 
@@ -189,8 +193,8 @@ fn end_peer(cx: &mut Ctx<'_>, peer: Option<ConnId>, reason: &DisconnectReason) {
 /// and FINs to it once linked.
 #[derive(Debug)]
 pub struct ClientSide {
-    target: SocketAddr,
-    /// The backend connection, once `connect_tcp` has started it.
+    target: Address,
+    /// The backend connection, once `connect` has started it.
     backend: Option<ConnId>,
     stats: ProxyStats,
 }
@@ -201,7 +205,7 @@ impl Protocol for ClientSide {
         // Read nothing until there is somewhere to put it: the backend links us and resumes.
         cx.transport().pause_reading();
         let connector = BackendConnector { client: cx.conn_id(), stats: self.stats.clone() };
-        match cx.connect_tcp(self.target, connector) {
+        match cx.connect(self.target.clone(), connector) {
             Ok(backend) => self.backend = Some(backend),
             Err(error) => {
                 warn!(target_addr = %self.target, %error, "cannot connect to the backend; closing the client");
@@ -237,11 +241,11 @@ struct BackendConnector {
 }
 
 impl ClientFactory for BackendConnector {
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Box<dyn Protocol> {
+    fn build_protocol(&mut self, _peer: Address) -> Box<dyn Protocol> {
         Box::new(BackendSide { client: self.client, stats: self.stats.clone() })
     }
 
-    fn client_connection_failed(&mut self, cx: &mut Ctx<'_>, reason: Error) {
+    fn client_connection_failed(&mut self, cx: &mut LoopCtx<'_>, reason: Error) {
         info!(%reason, "backend connection failed; closing the client");
         if let Some(mut client) = cx.transport_for(self.client) {
             client.lose_connection();

@@ -28,7 +28,7 @@ fn proxy_to(backend: SocketAddr) -> Harness {
     let proxy = Proxy::new(backend);
     let stats = proxy.stats();
     let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), proxy).unwrap();
-    Harness { reactor, proxy: port.local_addr(), stats }
+    Harness { reactor, proxy: port.local_addr().inet().unwrap(), stats }
 }
 
 impl Harness {

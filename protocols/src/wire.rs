@@ -5,14 +5,13 @@
 //! ```
 //! use torsion_protocols::wire::{Discard, Qotd};
 //! use torsion_reactor::testing::Harness;
-//! use torsion_reactor::Protocol;
 //!
 //! let mut h = Harness::new();
-//! let quote = h.accept(&mut |_| Some(Box::new(Qotd::default()) as Box<dyn Protocol>)).unwrap();
+//! let quote = h.accept(&mut |_| Some(Qotd::default())).unwrap();
 //! assert_eq!(h.take_written(quote), b"An apple a day keeps the doctor away.\r\n");
 //! assert!(h.fin_sent(quote));
 //!
-//! let sink = h.accept(&mut |_| Some(Box::new(Discard) as Box<dyn Protocol>)).unwrap();
+//! let sink = h.accept(&mut |_| Some(Discard)).unwrap();
 //! h.feed(sink, b"into the void");
 //! assert!(h.take_written(sink).is_empty());
 //! ```
@@ -84,14 +83,13 @@ pub const CHARGEN_MAX_PER_CALL: usize = 1 << 20;
 /// ```
 /// use torsion_protocols::wire::{chargen_pattern, Chargen};
 /// use torsion_reactor::testing::Harness;
-/// use torsion_reactor::Protocol;
 ///
 /// let mut h = Harness::new();
 /// let id = h
 ///     .accept(&mut |_| {
 ///         let mut chargen = Chargen::new();
 ///         chargen.set_max_bytes(Some(1000));
-///         Some(Box::new(chargen) as Box<dyn Protocol>)
+///         Some(chargen)
 ///     })
 ///     .unwrap();
 /// assert_eq!(h.take_written(id), chargen_pattern(1000));
@@ -159,7 +157,7 @@ impl Chargen {
                 return;
             }
         }
-        self.more = Some(cx.call_later(Duration::ZERO));
+        self.more = Some(cx.set_timer(Duration::ZERO));
     }
 }
 

@@ -43,9 +43,9 @@ impl StringHandler for Recorder {
         self.log.borrow_mut().push(Ev::Str(data.to_vec()));
         if data == b"PAUSE" {
             sx.pause();
-            self.resume = Some(sx.call_later(Duration::from_secs(5)));
+            self.resume = Some(sx.set_timer(Duration::from_secs(5)));
         } else if data == b"FILL" {
-            self.fill = Some(sx.call_later(Duration::from_secs(1)));
+            self.fill = Some(sx.set_timer(Duration::from_secs(1)));
         } else if let Some(n) = data.strip_prefix(b"MAX ") {
             sx.set_max_length(std::str::from_utf8(n).unwrap().parse().unwrap());
         } else if data == b"SKIP" {
@@ -175,8 +175,10 @@ fn a_string_of_exactly_max_is_accepted_and_max_plus_one_is_not() {
     assert!(h.is_open(id));
     h.feed(id, &((DEFAULT_MAX_STRING_LENGTH + 1) as u32).to_be_bytes());
     assert_eq!(
-        h.disconnect_reason(id).as_deref(),
-        Some("LimitExceeded(\"frame length 100000 exceeds the maximum of 99999 bytes\")")
+        h.disconnect_reason(id),
+        Some(DisconnectReason::LimitExceeded(
+            "frame length 100000 exceeds the maximum of 99999 bytes".into()
+        ))
     );
 }
 
@@ -330,7 +332,7 @@ fn the_frame_deadline_closes_a_slow_string() {
     h.advance(Duration::from_millis(999));
     assert!(h.is_open(id));
     h.advance(Duration::from_millis(1));
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
     assert_eq!(events(&log), vec![Ev::Lost("TimedOut".into())]);
 }
 

@@ -74,13 +74,13 @@ impl LineHandler for Recorder {
             lx.set_raw_mode();
         } else if let Some(secs) = number(line, "PAUSE ") {
             lx.pause();
-            self.resume_timer = Some(lx.call_later(Duration::from_secs(secs as u64)));
+            self.resume_timer = Some(lx.set_timer(Duration::from_secs(secs as u64)));
         } else if line == b"CLEAR" {
             lx.clear_line_buffer();
         } else if let Some(max) = number(line, "MAX ") {
             lx.set_max_length(max);
         } else if let Some(secs) = number(line, "FILL ") {
-            self.fill_timer = Some(lx.call_later(Duration::from_secs(secs as u64)));
+            self.fill_timer = Some(lx.set_timer(Duration::from_secs(secs as u64)));
         } else {
             lx.send_line(line);
         }
@@ -164,8 +164,8 @@ fn line(text: &[u8]) -> Ev {
     Ev::Line(text.to_vec())
 }
 
-fn reason(h: &Harness, id: ConnId) -> String {
-    h.disconnect_reason(id).unwrap_or_else(|| "still open".into())
+fn reason(h: &Harness, id: ConnId) -> Option<DisconnectReason> {
+    h.disconnect_reason(id)
 }
 
 #[test]
@@ -242,7 +242,7 @@ fn a_line_of_exactly_max_is_accepted_and_max_plus_one_is_not() {
         over.extend_from_slice(b"\r\nnext\r\n");
         h.feed(id, &over);
         assert_eq!(events(&log), vec![Ev::TooLong, Ev::Lost("LimitExceeded".into())], "max {max}");
-        assert!(reason(&h, id).starts_with("LimitExceeded"), "{}", reason(&h, id));
+        assert!(matches!(reason(&h, id), Some(DisconnectReason::LimitExceeded(_))), "{:?}", reason(&h, id));
     }
 }
 
@@ -254,7 +254,10 @@ fn the_default_limit_is_16384_and_its_close_reason_is_distinct() {
     assert!(h.is_open(id));
     assert_eq!(events(&log), vec![Ev::Line(vec![b'a'; 16384])]);
     h.feed(id, &vec![b'a'; 16385]);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("LimitExceeded(\"line longer than 16384 bytes\")"));
+    assert_eq!(
+        h.disconnect_reason(id),
+        Some(DisconnectReason::LimitExceeded("line longer than 16384 bytes".into()))
+    );
 }
 
 /// A `LineHandler` with only `line_received`: the default hooks are the ones under test.
@@ -285,7 +288,10 @@ fn an_unfinished_line_is_rejected_as_soon_as_it_cannot_fit() {
     // An 11th byte that is not the delimiter: rejected without waiting for the delimiter.
     let (mut h2, id2, _) = start_plain(|p| LineReceiver::new(p).with_max_length(10));
     h2.feed(id2, &[b'a'; 11]);
-    assert_eq!(h2.disconnect_reason(id2).as_deref(), Some("LimitExceeded(\"line longer than 10 bytes\")"));
+    assert_eq!(
+        h2.disconnect_reason(id2),
+        Some(DisconnectReason::LimitExceeded("line longer than 10 bytes".into()))
+    );
     h.feed(id, b"\n");
     assert!(h.is_open(id));
 }
@@ -415,7 +421,11 @@ fn line_ending_modes() {
     let (mut h, id, log) = start_plain(|p| LineReceiver::new(p).with_line_endings(LineEndings::Strict));
     h.feed(id, b"fine\r\nsmuggled\nline\r\nnever\r\n");
     assert_eq!(events(&log), vec![line(b"fine")]);
-    assert!(reason(&h, id).starts_with("ProtocolError(\"bare line feed"), "{}", reason(&h, id));
+    assert!(
+        matches!(reason(&h, id), Some(DisconnectReason::ProtocolError(ref m)) if m.starts_with("bare line feed")),
+        "{:?}",
+        reason(&h, id)
+    );
 }
 
 #[test]
@@ -446,7 +456,7 @@ fn the_frame_deadline_closes_a_drip_feeding_peer() {
     h.advance(Duration::from_millis(999));
     assert!(h.is_open(id), "4.999 s after the line's first byte");
     h.advance(Duration::from_millis(1));
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
     assert_eq!(events(&log), vec![line(b"abc"), Ev::Lost("TimedOut".into())]);
 }
 
@@ -474,7 +484,7 @@ fn the_frame_deadline_does_not_run_while_paused() {
     h.advance(Duration::from_secs(4));
     assert!(h.is_open(id));
     h.advance(Duration::from_secs(1));
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
 }
 
 #[test]
@@ -638,7 +648,7 @@ fn closing_through_the_transport_stops_delivery_of_the_rest_of_the_chunk() {
             h.feed(id, piece);
         }
         assert_eq!(*lines.borrow(), [b"a".to_vec(), b"QUIT".to_vec()], "split {split}");
-        assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
+        assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::Clean));
     }
 }
 
@@ -715,7 +725,7 @@ fn builder_methods_chain_into_box() {
     assert_eq!(events(&log), vec![Ev::Line(vec![b'a'; 100]), line(b"bare")], "lenient, 100 accepted");
     h.feed(id, b"unfinished");
     h.advance(Duration::from_secs(5));
-    assert_eq!(reason(&h, id), "TimedOut", "the frame deadline");
+    assert_eq!(reason(&h, id), Some(DisconnectReason::TimedOut), "the frame deadline");
 
     let log = Log::default();
     let recorder = Recorder { log: log.clone(), ..Recorder::default() };

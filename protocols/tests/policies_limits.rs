@@ -13,17 +13,17 @@ use torsion_protocols::policies::{
 };
 use torsion_protocols::Echo;
 use torsion_reactor::testing::{Call, Harness};
-use torsion_reactor::{ConnId, Ctx, Factory, Protocol, TimerId};
+use torsion_reactor::{Address, ConnId, Ctx, DisconnectReason, Factory, Protocol, TimerId};
 
 /// Every harness connection comes from this address.
 const HARNESS_PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
-fn echo(_peer: SocketAddr) -> Option<Box<dyn Protocol>> {
-    Some(Box::new(Echo))
+fn echo(_peer: Address) -> Option<Echo> {
+    Some(Echo)
 }
 
 fn refused(h: &Harness, id: ConnId) -> bool {
-    h.disconnect_reason(id).is_some_and(|r| r.starts_with("LimitExceeded"))
+    matches!(h.disconnect_reason(id), Some(DisconnectReason::LimitExceeded(_)))
 }
 
 #[test]
@@ -50,7 +50,10 @@ fn one_hundred_fifty_clients_against_a_cap_of_one_hundred() {
     assert_eq!((counts.total(), counts.refused()), (100, 50));
     for id in &over {
         let reason = h.disconnect_reason(*id).unwrap();
-        assert!(reason.contains("too many connections (limit 100)"), "{reason}");
+        assert!(
+            matches!(reason, DisconnectReason::LimitExceeded(ref m) if m.contains("too many connections (limit 100)")),
+            "{reason:?}"
+        );
         assert!(h.fin_sent(*id), "refused peers get a clean FIN");
         assert!(!h.rst_sent(*id));
     }
@@ -78,7 +81,10 @@ fn per_peer_limit_counts_each_address() {
     let ids: Vec<ConnId> = (0..6).map(|_| h.accept(&mut factory).unwrap()).collect();
     assert!(ids[..5].iter().all(|id| h.is_open(*id)));
     let reason = h.disconnect_reason(ids[5]).unwrap();
-    assert!(reason.contains("from 127.0.0.2 (limit 5)"), "{reason}");
+    assert!(
+        matches!(reason, DisconnectReason::LimitExceeded(ref m) if m.contains("from 127.0.0.2 (limit 5)")),
+        "{reason:?}"
+    );
     assert_eq!(counts.for_peer(HARNESS_PEER), 5);
     assert_eq!(counts.peers(), 1);
     assert_eq!(counts.for_peer(IpAddr::V4(Ipv4Addr::LOCALHOST)), 0);
@@ -93,10 +99,10 @@ fn per_peer_limit_keys_on_the_ip_and_maps_ipv4_in_ipv6() {
     let a: SocketAddr = "10.0.0.1:1000".parse().unwrap();
     let a_mapped: SocketAddr = "[::ffff:10.0.0.1]:1001".parse().unwrap();
     let b: SocketAddr = "[2001:db8::1]:1000".parse().unwrap();
-    let p1 = factory.build_protocol(a).unwrap();
-    let p2 = factory.build_protocol(a_mapped).unwrap();
+    let p1 = factory.build_protocol(a.into()).unwrap();
+    let p2 = factory.build_protocol(a_mapped.into()).unwrap();
     assert_eq!(counts.for_peer(a.ip()), 2, "an IPv4-mapped address is the same peer");
-    let p3 = factory.build_protocol(b).unwrap();
+    let p3 = factory.build_protocol(b.into()).unwrap();
     assert_eq!((counts.total(), counts.peers(), counts.refused()), (3, 2, 0));
     let _p4 = factory.build_protocol("10.0.0.1:2000".parse().unwrap()).unwrap();
     assert_eq!(counts.refused(), 1, "the third from 10.0.0.1 is refused");
@@ -120,7 +126,7 @@ fn counters_are_freed_however_the_connection_ends() {
     h.close_peer(ids[2]); // full close
     assert_eq!(counts.total(), 1);
     h.advance(Duration::from_secs(5)); // the idle timeout closes the last
-    assert_eq!(h.disconnect_reason(ids[3]).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(ids[3]), Some(DisconnectReason::TimedOut));
     assert_eq!((counts.total(), counts.peers()), (0, 0));
     let again: Vec<ConnId> = (0..4).map(|_| h.accept(&mut factory).unwrap()).collect();
     assert!(again.iter().all(|id| h.is_open(*id)), "freed slots are reusable");
@@ -133,7 +139,7 @@ fn refusal_message_is_sent_before_the_close_and_the_inner_factory_is_not_asked()
     let count = built.clone();
     let mut factory = LimitConnectionsFactory::new(move |_| {
         count.set(count.get() + 1);
-        Some(Box::new(Echo) as Box<dyn Protocol>)
+        Some(Echo)
     });
     factory.set_max_connections(Some(1)).set_refusal_message(Some(Bytes::from_static(b"421 busy\r\n")));
     let first = h.accept(&mut factory).unwrap();
@@ -163,7 +169,7 @@ struct Busy {
 
 impl Protocol for Busy {
     fn connection_made(&mut self, cx: &mut Ctx<'_>) {
-        self.timer = Some(cx.call_later(Duration::from_secs(1)));
+        self.timer = Some(cx.set_timer(Duration::from_secs(1)));
     }
 
     fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use torsion_protocols::policies::{ThrottlingFactory, DEFAULT_BURST, DEFAULT_THROTTLE_INTERVAL};
 use torsion_protocols::wire::{chargen_pattern, Chargen};
 use torsion_reactor::testing::{Call, Harness};
-use torsion_reactor::{ConnId, Ctx, DisconnectReason, Protocol, TimerId};
+use torsion_reactor::{Address, ConnId, Ctx, DisconnectReason, Protocol, TimerId};
 
 const STEP: Duration = Duration::from_millis(10);
 
@@ -65,14 +65,9 @@ struct Probe {
     bytes: Rc<Cell<usize>>,
 }
 
-fn sink_factory(
-    probe: &Probe,
-    echo: bool,
-) -> ThrottlingFactory<impl FnMut(std::net::SocketAddr) -> Option<Box<dyn Protocol>>> {
+fn sink_factory(probe: &Probe, echo: bool) -> ThrottlingFactory<impl FnMut(Address) -> Option<Sink>> {
     let probe = probe.clone();
-    ThrottlingFactory::new(move |_| {
-        Some(Box::new(Sink { log: probe.log.clone(), bytes: probe.bytes.clone(), echo }) as Box<dyn Protocol>)
-    })
+    ThrottlingFactory::new(move |_| Some(Sink { log: probe.log.clone(), bytes: probe.bytes.clone(), echo }))
 }
 
 /// Bytes the reactor read from the socket (the harness records the outer protocol's reads).
@@ -135,7 +130,7 @@ fn the_read_limit_is_shared_by_every_connection_of_the_factory() {
     let mut factory = ThrottlingFactory::new(move |_| {
         let bytes = Rc::new(Cell::new(0));
         for_factory.borrow_mut().push(bytes.clone());
-        Some(Box::new(Sink { log: Rc::default(), bytes, echo: false }) as Box<dyn Protocol>)
+        Some(Sink { log: Rc::default(), bytes, echo: false })
     });
     factory.set_read_limit(Some(RATE as u64));
     let mut h = Harness::new();
@@ -197,7 +192,7 @@ fn fin_after_held_back_bytes_arrives_after_them() {
     assert!(log[..eof].iter().all(|s| matches!(s, Seen::Data(_))));
     assert_eq!(log.last(), Some(&Seen::Lost("Clean".into())));
     drop(log);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::Clean));
 }
 
 #[test]
@@ -259,9 +254,8 @@ fn write_rate_over_ten_seconds_is_within_a_tight_bound() {
     const RATE: usize = 256 * 1024;
     let log = Rc::new(RefCell::new(Vec::new()));
     let for_factory = log.clone();
-    let mut factory = ThrottlingFactory::new(move |_| {
-        Some(Box::new(Watched { chargen: Chargen::new(), log: for_factory.clone() }) as Box<dyn Protocol>)
-    });
+    let mut factory =
+        ThrottlingFactory::new(move |_| Some(Watched { chargen: Chargen::new(), log: for_factory.clone() }));
     factory.set_write_limit(Some(RATE as u64));
     let mut h = Harness::new();
     let id = h.accept(&mut factory).unwrap();
@@ -310,9 +304,8 @@ fn echo_under_a_write_limit_is_slowed_by_pausing_its_reading() {
 fn reactor_and_throttle_pauses_merge_into_one_alternating_stream() {
     let log = Rc::new(RefCell::new(Vec::new()));
     let for_factory = log.clone();
-    let mut factory = ThrottlingFactory::new(move |_| {
-        Some(Box::new(Watched { chargen: Chargen::new(), log: for_factory.clone() }) as Box<dyn Protocol>)
-    });
+    let mut factory =
+        ThrottlingFactory::new(move |_| Some(Watched { chargen: Chargen::new(), log: for_factory.clone() }));
     factory.set_write_limit(Some(4_000_000));
     let mut h = Harness::new();
     let id = h.accept(&mut factory).unwrap();
@@ -346,7 +339,7 @@ fn throttled_connection_closes_cleanly_and_leaves_no_timer() {
         h.advance(STEP);
     }
     assert_eq!(probe.bytes.get(), 2000);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::Clean));
     assert_eq!(h.reactor().timer_count(), 0, "the refill timer outlived its connection");
     assert_eq!(probe.log.borrow().last(), Some(&Seen::Lost("Clean".into())));
 }
@@ -392,7 +385,7 @@ fn held_back_input_stays_bounded_when_reading_is_resumed_behind_the_throttles_ba
 struct SinkClient(Probe);
 
 impl torsion_reactor::ClientFactory for SinkClient {
-    fn build_protocol(&mut self, _peer: std::net::SocketAddr) -> Box<dyn Protocol> {
+    fn build_protocol(&mut self, _peer: Address) -> Box<dyn Protocol> {
         Box::new(Sink { log: self.0.log.clone(), bytes: self.0.bytes.clone(), echo: false })
     }
 }

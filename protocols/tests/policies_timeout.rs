@@ -50,7 +50,7 @@ fn fires_exactly_at_the_deadline_not_before() {
     h.advance(Duration::from_secs(10) - NS);
     assert!(h.is_open(id), "closed before the deadline");
     h.advance(NS);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
     assert!(h.fin_sent(id), "a timeout closes cleanly (FIN), not with a reset");
     assert!(!h.rst_sent(id));
 }
@@ -69,7 +69,7 @@ fn every_read_restarts_the_idle_period() {
     h.advance(Duration::from_secs(10) - NS);
     assert!(h.is_open(id), "closed before 10 s after the last read");
     h.advance(NS);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
 }
 
 #[test]
@@ -98,7 +98,7 @@ struct Ticker {
 
 impl Protocol for Ticker {
     fn connection_made(&mut self, cx: &mut Ctx<'_>) {
-        self.timer = Some(cx.call_later(Duration::from_secs(3)));
+        self.timer = Some(cx.set_timer(Duration::from_secs(3)));
     }
 
     fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
@@ -109,7 +109,7 @@ impl Protocol for Ticker {
         cx.transport().write(b"tick");
         self.ticks -= 1;
         if self.ticks > 0 {
-            self.timer = Some(cx.call_later(Duration::from_secs(3)));
+            self.timer = Some(cx.set_timer(Duration::from_secs(3)));
         }
     }
 }
@@ -128,7 +128,7 @@ fn writes_do_not_reset_by_default_and_inner_timers_pass_through() {
     assert_eq!(seen.borrow().len(), 3, "the wrapped protocol's own timers fire through the wrapper");
     assert_eq!(h.take_written(id), b"ticktickticktick"[..12].to_vec());
     h.advance(NS);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"), "writes alone keep nothing alive");
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut), "writes alone keep nothing alive");
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn write_reset_option_counts_writes_as_activity() {
     h.advance(Duration::from_secs(10) - NS);
     assert!(h.is_open(id), "closed before 10 s after the last write");
     h.advance(NS);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
 }
 
 /// Commands change the timeout through the handle: `OFF` cancels it, `S<n>` sets n seconds.
@@ -188,7 +188,7 @@ fn the_inner_protocol_cancels_its_timeout() {
     h.advance(Duration::from_secs(2) - NS);
     assert!(h.is_open(id));
     h.advance(NS);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
 }
 
 #[test]
@@ -201,7 +201,7 @@ fn re_enabling_before_the_old_timer_fires_uses_the_new_deadline() {
     h.advance(Duration::from_secs(30) - NS);
     assert!(h.is_open(id), "the stale timer closed the connection");
     h.advance(NS);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
 }
 
 #[test]
@@ -215,7 +215,7 @@ fn shortening_the_timeout_moves_the_pending_timer_earlier() {
     h.advance(Duration::from_secs(5) - NS);
     assert!(h.is_open(id));
     h.advance(NS);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
     assert!(handle.timed_out());
 }
 
@@ -256,7 +256,7 @@ fn on_timeout_hook_replaces_the_default_action() {
     let id = accept(&mut h, protocol);
     h.advance(Duration::from_secs(2));
     assert_eq!(h.take_written(id), b"idle too long, bye\r\n");
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::Clean));
 }
 
 #[test]
@@ -271,14 +271,14 @@ fn timed_out_connection_still_flushing_is_aborted_after_the_grace_period() {
     h.advance(DEFAULT_ABORT_AFTER - NS);
     assert!(h.is_open(id));
     h.advance(NS);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
     assert!(h.rst_sent(id), "aborted with a reset after the grace period");
 }
 
 #[test]
 fn timeout_factory_wraps_every_protocol_with_the_default_timeout() {
     let mut h = Harness::new();
-    let mut factory = TimeoutFactory::new(|_| Some(Box::new(Echo) as Box<dyn Protocol>));
+    let mut factory = TimeoutFactory::new(|_| Some(Echo));
     assert_eq!(factory.timeout(), Some(DEFAULT_IDLE_TIMEOUT));
     assert_eq!(DEFAULT_IDLE_TIMEOUT, Duration::from_secs(1800), "Twisted's TimeoutFactory default");
     let a = h.accept(&mut factory).unwrap();
@@ -287,17 +287,17 @@ fn timeout_factory_wraps_every_protocol_with_the_default_timeout() {
     h.feed(a, b"ping");
     assert_eq!(h.take_written(a), b"ping");
     h.advance(Duration::from_secs(5));
-    assert_eq!(h.disconnect_reason(b).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(b), Some(DisconnectReason::TimedOut));
     h.advance(DEFAULT_IDLE_TIMEOUT - Duration::from_secs(5) - NS);
     assert!(h.is_open(a));
     h.advance(NS);
-    assert_eq!(h.disconnect_reason(a).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(a), Some(DisconnectReason::TimedOut));
 }
 
 #[test]
 fn factory_without_timeout_never_closes_and_refusals_pass_through() {
     let mut h = Harness::new();
-    let mut factory = TimeoutFactory::new(|_| Some(Box::new(Echo) as Box<dyn Protocol>));
+    let mut factory = TimeoutFactory::new(|_| Some(Echo));
     factory.set_timeout(None);
     let id = h.accept(&mut factory).unwrap();
     h.advance(Duration::from_secs(100_000));
@@ -311,7 +311,7 @@ fn timer_is_gone_once_the_connection_closes() {
     let mut h = Harness::new();
     let id = echo_with_timeout(&mut h, Duration::from_secs(10));
     h.feed_eof(id);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::Clean));
     assert_eq!(h.reactor().timer_count(), 0, "the idle timer outlived its connection");
 }
 
@@ -342,7 +342,7 @@ fn a_change_made_from_another_connection_applies_at_the_next_callback() {
     h.advance(Duration::from_secs(2) - NS);
     assert!(h.is_open(b));
     h.advance(NS);
-    assert_eq!(h.disconnect_reason(b).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(b), Some(DisconnectReason::TimedOut));
     assert!(h.is_open(a));
 }
 
@@ -350,7 +350,7 @@ fn a_change_made_from_another_connection_applies_at_the_next_callback() {
 struct EchoClient;
 
 impl torsion_reactor::ClientFactory for EchoClient {
-    fn build_protocol(&mut self, _peer: std::net::SocketAddr) -> Box<dyn Protocol> {
+    fn build_protocol(&mut self, _peer: torsion_reactor::Address) -> Box<dyn Protocol> {
         Box::new(Echo)
     }
 }
@@ -364,7 +364,7 @@ fn timeout_factory_also_wraps_outgoing_connections() {
     h.advance(Duration::from_secs(3) - NS);
     assert!(h.is_open(id));
     h.advance(NS);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
 }
 
 /// A line protocol that says goodbye through its own `send_line` when the idle timeout fires.
@@ -406,7 +406,7 @@ fn a_line_receiver_handler_sends_a_goodbye_line_before_the_timeout_close() {
     assert!(h.take_written(id).is_empty());
     h.advance(NS);
     assert_eq!(h.take_written(id), b"idle too long, goodbye\r\n");
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
     assert!(h.fin_sent(id), "the goodbye is flushed, then a clean FIN");
     assert!(!h.rst_sent(id));
 }
@@ -423,7 +423,7 @@ fn a_line_receiver_goodbye_uses_the_receiver_s_delimiter() {
     let id = accept(&mut h, protocol);
     h.advance(Duration::from_secs(3));
     assert_eq!(h.take_written(id), b"idle too long, goodbye\n");
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
 }
 
 /// A netstring protocol whose timeout hook sends one last string.
@@ -450,7 +450,7 @@ fn a_string_receiver_handler_sends_a_last_string_before_the_timeout_close() {
     assert_eq!(h.take_written(id), b"2:hi,");
     h.advance(Duration::from_secs(2));
     assert_eq!(h.take_written(id), b"3:bye,");
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
 }
 
 #[test]
@@ -478,9 +478,9 @@ fn builder_forms_chain_into_box_and_match_the_setters() {
     h.set_peer_window(id, None);
     h.run();
     assert_eq!(h.take_written(id), b"tick".repeat(5));
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
 
-    let mut factory = TimeoutFactory::new(|_| Some(Box::new(Echo) as Box<dyn Protocol>))
+    let mut factory = TimeoutFactory::new(|_| Some(Echo))
         .with_timeout(Some(Duration::from_secs(4)))
         .with_reset_on_write(false)
         .with_abort_after(Some(SEC));

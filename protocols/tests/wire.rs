@@ -10,7 +10,7 @@ use torsion_protocols::wire::{
     chargen_pattern, format_rfc2822, Chargen, Daytime, Discard, Echo, Qotd, DEFAULT_QUOTE, MAX_QUOTE_LEN,
 };
 use torsion_reactor::testing::{Call, Harness};
-use torsion_reactor::{ConnId, Ctx, Protocol, TimerId};
+use torsion_reactor::{ConnId, Ctx, DisconnectReason, Protocol, TimerId};
 
 fn accept(h: &mut Harness, protocol: impl Protocol) -> ConnId {
     let mut protocol = Some(Box::new(protocol) as Box<dyn Protocol>);
@@ -27,7 +27,7 @@ fn discard_reads_everything_and_writes_nothing() {
     assert!(h.take_written(id).is_empty());
     assert!(h.is_open(id));
     h.feed_eof(id);
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::Clean));
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn chargen_with_a_byte_limit_sends_exactly_that_and_closes() {
         }
         assert_eq!(got.len() as u64, limit);
         assert!(got == chargen_pattern(got.len()));
-        assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"), "limit {limit}");
+        assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::Clean), "limit {limit}");
     }
 }
 
@@ -164,7 +164,7 @@ fn chargen_stops_when_the_peer_half_closes() {
         total += h.take_written(id).len();
     }
     assert!(total <= 64 * 1024 + 7030, "Chargen kept producing after the FIN: {total} bytes");
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::Clean));
 }
 
 /// 2026-11-29 14:47:44 UTC.
@@ -176,7 +176,7 @@ fn daytime_writes_the_date_then_closes() {
     let id = accept(&mut h, Daytime::with_time_source(|| UNIX_EPOCH + Duration::from_secs(A_SUNDAY)));
     assert_eq!(h.take_written(id), b"Sun, 29 Nov 2026 14:47:44 +0000\r\n");
     assert!(h.fin_sent(id));
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::Clean));
 }
 
 #[test]
@@ -217,7 +217,7 @@ fn qotd_sends_its_quote_then_closes() {
     let mut h = Harness::new();
     let id = accept(&mut h, Qotd::default());
     assert_eq!(h.take_written(id), DEFAULT_QUOTE.as_bytes());
-    assert_eq!(h.disconnect_reason(id).as_deref(), Some("Clean"));
+    assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::Clean));
 
     let id = accept(&mut h, Qotd::new("Simple is better than complex.\r\n"));
     h.feed(id, b"input is ignored");

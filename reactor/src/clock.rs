@@ -11,10 +11,11 @@ pub trait Clock: 'static {
     /// The current time.
     fn now(&self) -> Instant;
 
-    /// True for clocks that only move when told to. The reactor then never sleeps in the
-    /// poller waiting for a timer (the wait would be in real time); it polls with a short cap.
-    fn is_manual(&self) -> bool {
-        false
+    /// The longest the reactor may wait in the poller, whatever its timers say (`None`: no
+    /// cap). A clock that only moves when told to returns a short cap: waiting in real time for
+    /// a timer on such a clock would never end.
+    fn max_poll_wait(&self) -> Option<Duration> {
+        None
     }
 }
 
@@ -74,7 +75,8 @@ impl Clock for ManualClock {
         self.now.get()
     }
 
-    fn is_manual(&self) -> bool {
-        true
+    /// 10 ms: a reactor on a manual clock polls for I/O and then checks again.
+    fn max_poll_wait(&self) -> Option<Duration> {
+        Some(Duration::from_millis(10))
     }
 }

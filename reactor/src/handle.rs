@@ -4,10 +4,10 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::reactor::Ctx;
+use crate::ctx::LoopCtx;
 
 /// A callback sent from another thread.
-pub(crate) type ThreadCall = Box<dyn FnOnce(&mut Ctx<'_>) + Send>;
+pub(crate) type ThreadCall = Box<dyn FnOnce(&mut LoopCtx<'_>) + Send>;
 
 /// State shared between the reactor and its handles.
 pub(crate) struct Shared {
@@ -85,7 +85,7 @@ impl ReactorHandle {
 
     /// Queues `f` to run on the reactor thread, in order, and wakes the loop. A panic in `f`
     /// is caught and logged.
-    pub fn call_from_thread(&self, f: impl FnOnce(&mut Ctx<'_>) + Send + 'static) {
+    pub fn call_from_thread(&self, f: impl FnOnce(&mut LoopCtx<'_>) + Send + 'static) {
         let was_empty = {
             let mut calls = self.shared.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             calls.push(Box::new(f));

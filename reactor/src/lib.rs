@@ -4,8 +4,15 @@
 //! A [`Factory`] builds a [`Protocol`] for each accepted connection; the reactor calls its
 //! `connection_made`, `data_received`, `eof_received` and `connection_lost`, lending each call a
 //! [`Ctx`] through which the protocol writes to its [`Transport`], sets timers, reaches other
-//! connections by [`ConnId`] and stops the reactor. The contract (call order, re-entrancy,
-//! half-close, backpressure, panics) is written down in [`protocol`].
+//! connections by [`ConnId`] and stops the reactor. Callbacks that belong to no connection
+//! (loop-level timers, thread calls, failed connects) get a [`LoopCtx`] instead, which has
+//! everything but "this connection". The contract (call order, re-entrancy, half-close,
+//! backpressure, panics) is written down in [`protocol`].
+//!
+//! The same protocol runs over TCP ([`Reactor::listen_tcp`], [`Reactor::connect_tcp`]) and Unix
+//! stream sockets ([`Reactor::listen_unix`], [`Reactor::connect_unix`]); peers and local ends
+//! are one [`Address`] type, displayed as users write them (`127.0.0.1:8000`, `[::1]:8000`,
+//! `unix:/run/app.sock`).
 //!
 //! ```no_run
 //! use torsion_reactor::{Ctx, Protocol, Reactor};
@@ -33,6 +40,21 @@
 //! callbacks, flush written transports. [`Reactor::run`] repeats it until a graceful
 //! [`stop`](Reactor::stop) completes.
 //!
+//! # Where things are
+//! | file | its one job |
+//! |---|---|
+//! | `reactor.rs` | [`Reactor`]: settings, the public calls, `run` and `turn` (the loop) |
+//! | `core.rs` | the connection table: ids, phases, add / finish / abort, the task queue |
+//! | `dispatch.rs` | the ONE function every user callback goes through (span, panic isolation, settling queued work) |
+//! | `ctx.rs`, `transport.rs` | what user code is lent: [`LoopCtx`], [`Ctx`], [`Transport`] |
+//! | `stream.rs`, `flow.rs` | a connection's reads, flushes and half-close; flow control applied to the table |
+//! | `accept.rs`, `connect.rs`, `shutdown.rs` | listening and accepting; connecting out; graceful stop |
+//! | `timers.rs`, `clock.rs`, `handle.rs` | the timer queue (generic), time, other threads |
+//! | `testing/` | the harness, and the test seams behind one optional field |
+//!
+//! Socket kinds, their setup, the accept errno classes, the write buffer and the producer state
+//! machine live in `torsion-transports`, unit-tested without a loop.
+//!
 //! # Edge-triggered readiness
 //! mio reports readiness on edges. The reactor reads until a short read, `WouldBlock` or the
 //! per-turn budget; a connection (or listener) with budget left over is put on a ready list and
@@ -57,83 +79,45 @@
 //!
 //! # Ending `run` with a result
 //! [`Reactor::run`] returns when a graceful stop has finished. A callback ends it with an error
-//! through [`Ctx::stop_with_error`], or with any value through [`Ctx::stop_with`] (read it with
+//! through [`LoopCtx::stop_with_error`], or with any value through [`LoopCtx::stop_with`] (read it with
 //! [`Reactor::run_with_result`]); a client whose only connection fails ends it with that
 //! failure by default (see [`ClientFactory`]). [`Reactor::before_shutdown`] runs code when a
 //! stop begins, before connections are closed.
 
+mod accept;
 pub mod clock;
+mod connect;
+mod core;
+mod ctx;
+mod dispatch;
+mod error;
+mod flow;
 mod handle;
 pub mod protocol;
 mod reactor;
+mod shutdown;
+mod stream;
 pub mod testing;
 mod timers;
+mod transport;
 
+pub use accept::ListeningPort;
 pub use bytes::Bytes;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use core::{ConnId, ListenerId};
+pub use ctx::{Ctx, LoopCtx};
+pub use error::Error;
 pub use handle::ReactorHandle;
 pub use protocol::{
     client_factory, ClientFactory, ClientFn, DefaultFailure, DisconnectReason, Factory, Producer, Protocol,
+    Wrapper,
 };
 pub use reactor::{
-    ConnId, Ctx, ListenerId, ListeningPort, ProducerSource, Reactor, Transport, DEFAULT_ACCEPTS_PER_TURN,
-    DEFAULT_ACCEPT_BACKOFF, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITES_PER_FLUSH,
+    Reactor, DEFAULT_ACCEPTS_PER_TURN, DEFAULT_ACCEPT_BACKOFF, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITES_PER_FLUSH,
 };
 pub use timers::TimerId;
-pub use torsion_transports::{ListenOptions, TransportError};
-
-use std::io;
-use std::net::SocketAddr;
-use std::time::Duration;
-
-/// Errors from setting up listeners and connections.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// Socket setup failed (bind, listen, starting a connect, bad watermarks).
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    /// The connection was refused, the host unreachable, or another connect error.
-    #[error("connection to {addr} failed: {source}")]
-    ConnectFailed {
-        /// The address connected to.
-        addr: SocketAddr,
-        /// The error the socket reported.
-        source: io::Error,
-    },
-    /// The connect did not complete in time.
-    #[error("connection to {addr} timed out after {timeout:?}")]
-    ConnectTimeout {
-        /// The address connected to.
-        addr: SocketAddr,
-        /// The timeout that expired.
-        timeout: Duration,
-    },
-    /// The connect was cancelled because the reactor is stopping.
-    #[error("connection to {addr} cancelled: the reactor is stopping")]
-    Cancelled {
-        /// The address connected to.
-        addr: SocketAddr,
-    },
-    /// A producer is already registered on this transport.
-    #[error("a producer is already registered on this transport")]
-    ProducerAlreadyRegistered,
-    /// The reactor is stopping and takes no new listeners or connections.
-    #[error("the reactor is stopping")]
-    Stopping,
-    /// Another I/O error.
-    #[error(transparent)]
-    Io(#[from] io::Error),
-    /// An error of the application's own, given to [`Ctx::stop_with_error`] to end
-    /// [`Reactor::run`] with it.
-    #[error(transparent)]
-    Other(Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl Error {
-    /// Wraps an application error (for [`Ctx::stop_with_error`]).
-    pub fn other(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
-        Error::Other(error.into())
-    }
-}
+pub use torsion_transports::{
+    Address, AddressParseError, ListenOptions, PeerCredentials, TransportError, UnixAddr, UnixListenOptions,
+};
+pub use transport::{ProducerSource, Transport};

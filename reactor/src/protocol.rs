@@ -15,6 +15,19 @@
 //! dispatched after the current callback returns. Shared `Rc<RefCell<_>>` state held by a
 //! factory and its protocols is therefore never borrowed twice.
 //!
+//! # Contexts
+//! Protocol and producer callbacks get a [`Ctx`]: `cx.transport()` is their connection.
+//! Callbacks that belong to no connection (a closure given to `call_later`, `looping_call`,
+//! `call_soon` or `call_from_thread`; `client_connection_failed`; a before-shutdown trigger) get
+//! a [`LoopCtx`], which has everything a `Ctx` has except `transport()` and `set_timer`: they
+//! reach connections by id with `transport_for`. (A `Ctx` dereferences to a `LoopCtx`.)
+//!
+//! # Dispatch
+//! Every user callback (protocol, producer, factory, timer, thread call, shutdown trigger) runs
+//! through one dispatcher that enters the connection's tracing span, catches a panic (see
+//! Panics), and then runs the work the callback queued and flushes what it wrote, before the
+//! next event is looked at.
+//!
 //! # Disconnects
 //! A disconnect is an event, not an error: `connection_lost` receives a [`DisconnectReason`]
 //! telling a clean close from a lost connection (with the I/O error), an abort, a timeout or a
@@ -76,18 +89,23 @@
 //! [`ConnId`]: crate::ConnId
 
 //! # Panics
-//! A panic in any callback is caught and logged; the connection it belongs to is aborted and
-//! its protocol receives `connection_lost(Panicked)` (unless that is the callback that
-//! panicked). Other connections and the loop carry on.
+//! A panic in any callback is caught and logged (as `error`, with the connection's id and peer);
+//! the connection it belongs to is aborted and its protocol receives `connection_lost(Panicked)`
+//! (unless that is the callback that panicked). A panic in a callback that belongs to no
+//! connection is logged only. Other connections and the loop carry on.
 
 use std::io;
-use std::net::SocketAddr;
 
-use crate::reactor::Ctx;
+use torsion_transports::Address;
+
+use crate::ctx::{Ctx, LoopCtx};
 use crate::timers::TimerId;
 use crate::Error;
 
 /// Why a connection ended. Delivered once, to `connection_lost`.
+///
+/// Reasons compare by value (`Lost` errors by their kind and OS error code, not their text),
+/// and clone (a `Lost` error is rebuilt from its OS code, or its kind and message).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DisconnectReason {
@@ -113,7 +131,53 @@ pub enum DisconnectReason {
     BufferOverflow,
 }
 
+impl Clone for DisconnectReason {
+    fn clone(&self) -> Self {
+        match self {
+            DisconnectReason::Clean => DisconnectReason::Clean,
+            DisconnectReason::Lost(e) => DisconnectReason::Lost(match e.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(e.kind(), e.to_string()),
+            }),
+            DisconnectReason::Aborted => DisconnectReason::Aborted,
+            DisconnectReason::TimedOut => DisconnectReason::TimedOut,
+            DisconnectReason::Panicked(m) => DisconnectReason::Panicked(m.clone()),
+            DisconnectReason::LimitExceeded(m) => DisconnectReason::LimitExceeded(m.clone()),
+            DisconnectReason::ProtocolError(m) => DisconnectReason::ProtocolError(m.clone()),
+            DisconnectReason::BufferOverflow => DisconnectReason::BufferOverflow,
+        }
+    }
+}
+
+impl PartialEq for DisconnectReason {
+    fn eq(&self, other: &Self) -> bool {
+        use DisconnectReason::*;
+        match (self, other) {
+            (Lost(a), Lost(b)) => a.kind() == b.kind() && a.raw_os_error() == b.raw_os_error(),
+            (Panicked(a), Panicked(b))
+            | (LimitExceeded(a), LimitExceeded(b))
+            | (ProtocolError(a), ProtocolError(b)) => a == b,
+            (Clean, Clean) | (Aborted, Aborted) | (TimedOut, TimedOut) | (BufferOverflow, BufferOverflow) => {
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for DisconnectReason {}
+
 impl DisconnectReason {
+    /// A `Lost` reason with an error of this kind (for comparisons in tests).
+    pub fn lost(kind: io::ErrorKind) -> DisconnectReason {
+        DisconnectReason::Lost(kind.into())
+    }
+
+    /// True for [`DisconnectReason::Lost`].
+    pub fn is_lost(&self) -> bool {
+        matches!(self, DisconnectReason::Lost(_))
+    }
+
     /// True for [`DisconnectReason::Clean`].
     pub fn is_clean(&self) -> bool {
         matches!(self, DisconnectReason::Clean)
@@ -159,7 +223,7 @@ pub trait Protocol: 'static {
         let _ = (cx, reason);
     }
 
-    /// A timer made with [`Ctx::call_later`] fired.
+    /// A timer made with [`Ctx::set_timer`] fired.
     fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
         let _ = (cx, timer);
     }
@@ -175,29 +239,108 @@ pub trait Protocol: 'static {
     }
 }
 
-/// A boxed protocol is a protocol, so wrappers (timeouts, throttling) can hold `P` by value and
-/// still wrap the `Box<dyn Protocol>` a factory returns.
-impl<P: Protocol + ?Sized> Protocol for Box<P> {
+/// A protocol that wraps another (timeouts, limits, throttling, a test probe) implements this
+/// instead of [`Protocol`]: every callback it does not override is forwarded to
+/// [`inner`](Wrapper::inner), so a wrapper cannot drop one by forgetting it (a hand-written
+/// `Protocol` impl would silently run the trait's default instead). Each `on_*` method is the
+/// wrapper's version of the `Protocol` method of the same name.
+///
+/// ```
+/// use torsion_reactor::testing::Harness;
+/// use torsion_reactor::{Ctx, Protocol, Wrapper};
+///
+/// /// Counts bytes on the way in; everything else goes straight through.
+/// struct Counting<P> { inner: P, bytes: usize }
+///
+/// impl<P: Protocol> Wrapper for Counting<P> {
+///     type Inner = P;
+///     fn inner(&mut self) -> &mut P {
+///         &mut self.inner
+///     }
+///     fn on_data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+///         self.bytes += data.len();
+///         self.inner.data_received(cx, data);
+///     }
+/// }
+///
+/// let mut h = Harness::new();
+/// let id = h.accept(&mut |_| Some(Counting { inner: torsion_reactor::testing::Upper, bytes: 0 })).unwrap();
+/// h.feed(id, b"abc");
+/// assert_eq!(h.take_written(id), b"ABC");
+/// ```
+pub trait Wrapper: 'static {
+    /// The wrapped protocol.
+    type Inner: Protocol + ?Sized;
+
+    /// The wrapped protocol, for forwarding.
+    fn inner(&mut self) -> &mut Self::Inner;
+
+    /// [`Protocol::connection_made`]; default: forward.
+    fn on_connection_made(&mut self, cx: &mut Ctx<'_>) {
+        self.inner().connection_made(cx);
+    }
+
+    /// [`Protocol::data_received`]; default: forward.
+    fn on_data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        self.inner().data_received(cx, data);
+    }
+
+    /// [`Protocol::eof_received`]; default: forward.
+    fn on_eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
+        self.inner().eof_received(cx)
+    }
+
+    /// [`Protocol::connection_lost`]; default: forward.
+    fn on_connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        self.inner().connection_lost(cx, reason);
+    }
+
+    /// [`Protocol::timer_fired`]; default: forward.
+    fn on_timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
+        self.inner().timer_fired(cx, timer);
+    }
+
+    /// [`Protocol::pause_producing`]; default: forward.
+    fn on_pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        self.inner().pause_producing(cx);
+    }
+
+    /// [`Protocol::resume_producing`]; default: forward.
+    fn on_resume_producing(&mut self, cx: &mut Ctx<'_>) {
+        self.inner().resume_producing(cx);
+    }
+}
+
+impl<W: Wrapper> Protocol for W {
     fn connection_made(&mut self, cx: &mut Ctx<'_>) {
-        (**self).connection_made(cx);
+        self.on_connection_made(cx);
     }
     fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
-        (**self).data_received(cx, data);
+        self.on_data_received(cx, data);
     }
     fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
-        (**self).eof_received(cx)
+        self.on_eof_received(cx)
     }
     fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
-        (**self).connection_lost(cx, reason);
+        self.on_connection_lost(cx, reason);
     }
     fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
-        (**self).timer_fired(cx, timer);
+        self.on_timer_fired(cx, timer);
     }
     fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
-        (**self).pause_producing(cx);
+        self.on_pause_producing(cx);
     }
     fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
-        (**self).resume_producing(cx);
+        self.on_resume_producing(cx);
+    }
+}
+
+/// A boxed protocol is a protocol (a pure forwarder), so wrappers can hold `P` by value and
+/// still wrap the `Box<dyn Protocol>` a factory returns.
+impl<P: Protocol + ?Sized> Wrapper for Box<P> {
+    type Inner = P;
+    fn inner(&mut self) -> &mut P {
+        self
     }
 }
 
@@ -313,7 +456,7 @@ pub trait Producer: 'static {
 /// Builds a protocol for each accepted connection; shared state (a chat room) lives here and is
 /// handed to each protocol.
 ///
-/// A closure `FnMut(SocketAddr) -> Option<P>` is a factory for any protocol type `P`, so no
+/// A closure `FnMut(Address) -> Option<P>` is a factory for any protocol type `P`, so no
 /// cast to `Box<dyn Protocol>` is needed (a closure returning `Box<dyn Protocol>` works too).
 ///
 /// ```no_run
@@ -333,15 +476,15 @@ pub trait Producer: 'static {
 pub trait Factory: 'static {
     /// Builds the protocol for a connection from `peer`; `None` refuses it (the socket is
     /// closed at once).
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>>;
+    fn build_protocol(&mut self, peer: Address) -> Option<Box<dyn Protocol>>;
 }
 
 impl<F, P> Factory for F
 where
-    F: FnMut(SocketAddr) -> Option<P> + 'static,
+    F: FnMut(Address) -> Option<P> + 'static,
     P: Protocol,
 {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+    fn build_protocol(&mut self, peer: Address) -> Option<Box<dyn Protocol>> {
         self(peer).map(|p| Box::new(p) as Box<dyn Protocol>)
     }
 }
@@ -360,7 +503,7 @@ where
 /// [`Ctx::stop_with_error`] (then `run` returns that error) or [`Ctx::stop_with`] (then
 /// [`Reactor::run_with_result`] returns the value).
 ///
-/// A closure `FnMut(SocketAddr) -> P` is a client factory with the default failure handling;
+/// A closure `FnMut(Address) -> P` is a client factory with the default failure handling;
 /// [`client_factory`] adds a failure hook:
 ///
 /// ```no_run
@@ -391,16 +534,16 @@ where
 ///
 /// [`Reactor::run`]: crate::Reactor::run
 /// [`Reactor::run_with_result`]: crate::Reactor::run_with_result
-/// [`Ctx::stop_with_error`]: crate::Ctx::stop_with_error
-/// [`Ctx::stop_with`]: crate::Ctx::stop_with
+/// [`Ctx::stop_with_error`]: crate::LoopCtx::stop_with_error
+/// [`Ctx::stop_with`]: crate::LoopCtx::stop_with
 pub trait ClientFactory: 'static {
     /// Builds the protocol once the connection to `peer` is established.
-    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol>;
+    fn build_protocol(&mut self, peer: Address) -> Box<dyn Protocol>;
 
     /// The connection could not be made: refused, unreachable, timed out, or cancelled by a
     /// shutdown. Default: log it at `warn`, and stop the reactor with `reason` as
     /// [`Reactor::run`](crate::Reactor::run)'s error when nothing else is left to do.
-    fn client_connection_failed(&mut self, cx: &mut Ctx<'_>, reason: Error) {
+    fn client_connection_failed(&mut self, cx: &mut LoopCtx<'_>, reason: Error) {
         tracing::warn!(%reason, "client connection failed");
         cx.stop_with_error_if_idle(reason);
     }
@@ -408,10 +551,10 @@ pub trait ClientFactory: 'static {
 
 impl<F, P> ClientFactory for F
 where
-    F: FnMut(SocketAddr) -> P + 'static,
+    F: FnMut(Address) -> P + 'static,
     P: Protocol,
 {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol> {
+    fn build_protocol(&mut self, peer: Address) -> Box<dyn Protocol> {
         Box::new(self(peer))
     }
 }
@@ -437,7 +580,7 @@ pub struct DefaultFailure;
 /// [`ClientFn::on_failure`].
 pub fn client_factory<B, P>(build: B) -> ClientFn<B, DefaultFailure>
 where
-    B: FnMut(SocketAddr) -> P + 'static,
+    B: FnMut(Address) -> P + 'static,
     P: Protocol,
 {
     ClientFn { build, on_failure: DefaultFailure }
@@ -447,7 +590,7 @@ impl<B> ClientFn<B, DefaultFailure> {
     /// Calls `hook` instead of the default when the connection cannot be made.
     pub fn on_failure<H>(self, hook: H) -> ClientFn<B, H>
     where
-        H: FnMut(&mut Ctx<'_>, Error) + 'static,
+        H: FnMut(&mut LoopCtx<'_>, Error) + 'static,
     {
         ClientFn { build: self.build, on_failure: hook }
     }
@@ -455,25 +598,25 @@ impl<B> ClientFn<B, DefaultFailure> {
 
 impl<B, P> ClientFactory for ClientFn<B, DefaultFailure>
 where
-    B: FnMut(SocketAddr) -> P + 'static,
+    B: FnMut(Address) -> P + 'static,
     P: Protocol,
 {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol> {
+    fn build_protocol(&mut self, peer: Address) -> Box<dyn Protocol> {
         Box::new((self.build)(peer))
     }
 }
 
 impl<B, P, H> ClientFactory for ClientFn<B, H>
 where
-    B: FnMut(SocketAddr) -> P + 'static,
+    B: FnMut(Address) -> P + 'static,
     P: Protocol,
-    H: FnMut(&mut Ctx<'_>, Error) + 'static,
+    H: FnMut(&mut LoopCtx<'_>, Error) + 'static,
 {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol> {
+    fn build_protocol(&mut self, peer: Address) -> Box<dyn Protocol> {
         Box::new((self.build)(peer))
     }
 
-    fn client_connection_failed(&mut self, cx: &mut Ctx<'_>, reason: Error) {
+    fn client_connection_failed(&mut self, cx: &mut LoopCtx<'_>, reason: Error) {
         (self.on_failure)(cx, reason);
     }
 }

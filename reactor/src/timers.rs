@@ -1,7 +1,12 @@
-//! The timer queue: a binary heap ordered by (deadline, sequence) over a generational slot map.
-//! Cancel removes the slot and leaves the heap entry to be skipped lazily; reset gives the timer
-//! a new sequence number and pushes a fresh entry. The heap is rebuilt when stale entries
-//! outnumber live ones, so cancel-heavy workloads stay O(log n) in time and O(n) in memory.
+//! The timer queue: a binary heap ordered by (deadline, sequence) over a generational slot map,
+//! generic over what a timer carries, so it knows nothing of the rest of the reactor.
+//!
+//! Cancel removes the slot and leaves the heap entry to be skipped lazily; reset gives the
+//! timer a new sequence number and pushes a fresh entry. The heap is rebuilt when stale
+//! entries outnumber live ones, so cancel-heavy workloads stay O(log n) in time and O(n) in
+//! memory. A due timer is popped from the heap but stays live until its owner takes it
+//! ([`Timers::take`]) or re-arms it ([`Timers::rearm`]), so a repeating timer keeps its id
+//! while its callback runs.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -10,65 +15,52 @@ use std::time::{Duration, Instant};
 
 use slotmap::SlotMap;
 
-use crate::reactor::{Ctx, SourceKey};
-
 slotmap::new_key_type! {
     /// Slot key of a timer.
-    pub(crate) struct TimerKey;
+    struct TimerKey;
 }
 
 /// A timer's identity: generational, so a fired or cancelled timer's id never matches a newer
 /// timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TimerId(pub(crate) TimerKey);
+pub struct TimerId(TimerKey);
 
-/// A one-shot callback for the reactor-level `call_later`.
-pub(crate) type TimerFn = Box<dyn FnOnce(&mut Ctx<'_>)>;
-/// A repeating callback for `looping_call`.
-pub(crate) type LoopFn = Box<dyn FnMut(&mut Ctx<'_>)>;
-
-/// What a timer does when it fires.
-pub(crate) enum TimerKind {
-    /// `timer_fired` on the owning connection's protocol.
-    Protocol(SourceKey),
-    /// A reactor-level one-shot callback.
-    Call(TimerFn),
-    /// A looping call; `None` while the callback is running.
-    Looping { interval: Duration, f: Option<LoopFn> },
-    /// The reactor's own bookkeeping.
-    Internal(Internal),
+impl TimerId {
+    /// An id that names no timer: a slot to fill once the real timer is scheduled.
+    pub(crate) fn placeholder() -> TimerId {
+        TimerId(TimerKey::default())
+    }
 }
 
-/// The reactor's own timers.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Internal {
-    ConnectTimeout(SourceKey, Duration),
-    AcceptRetry(SourceKey),
-    LingerTimeout(SourceKey),
-    ShutdownDeadline,
-}
+/// The sequence number of a timer that fired and was not re-armed: in no heap entry.
+const FIRED: u64 = u64::MAX;
 
-pub(crate) struct Timer {
-    pub(crate) deadline: Instant,
+struct Timer<T> {
+    deadline: Instant,
     seq: u64,
-    pub(crate) kind: TimerKind,
+    payload: T,
 }
 
-/// The queue of pending timers.
-#[derive(Default)]
-pub(crate) struct Timers {
-    slots: SlotMap<TimerKey, Timer>,
+/// The queue of pending timers, each carrying a `T`.
+pub(crate) struct Timers<T> {
+    slots: SlotMap<TimerKey, Timer<T>>,
     heap: BinaryHeap<Reverse<(Instant, u64, TimerKey)>>,
     next_seq: u64,
 }
 
-impl fmt::Debug for Timers {
+impl<T> Default for Timers<T> {
+    fn default() -> Self {
+        Timers { slots: SlotMap::with_key(), heap: BinaryHeap::new(), next_seq: 0 }
+    }
+}
+
+impl<T> fmt::Debug for Timers<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Timers").field("pending", &self.slots.len()).finish()
     }
 }
 
-impl Timers {
+impl<T> Timers<T> {
     /// Number of live timers.
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
@@ -80,9 +72,10 @@ impl Timers {
         self.next_seq
     }
 
-    pub(crate) fn schedule(&mut self, deadline: Instant, kind: TimerKind) -> TimerId {
+    /// Schedules `payload` at `deadline`.
+    pub(crate) fn schedule(&mut self, deadline: Instant, payload: T) -> TimerId {
         let seq = self.bump();
-        let key = self.slots.insert(Timer { deadline, seq, kind });
+        let key = self.slots.insert(Timer { deadline, seq, payload });
         self.heap.push(Reverse((deadline, seq, key)));
         TimerId(key)
     }
@@ -102,7 +95,7 @@ impl Timers {
         removed
     }
 
-    /// Moves a pending timer's deadline; false if it already fired or was cancelled.
+    /// Moves a live timer's deadline (re-arming it if it fired); false if it is gone.
     pub(crate) fn reset(&mut self, id: TimerId, deadline: Instant) -> bool {
         let seq = self.bump();
         match self.slots.get_mut(id.0) {
@@ -117,28 +110,32 @@ impl Timers {
         }
     }
 
+    /// Re-arms a timer that fired (a repeating one) at `deadline`.
+    pub(crate) fn rearm(&mut self, id: TimerId, deadline: Instant) -> bool {
+        self.reset(id, deadline)
+    }
+
+    /// True while a timer is live (pending, or fired and not yet taken).
     pub(crate) fn is_active(&self, id: TimerId) -> bool {
         self.slots.contains_key(id.0)
     }
 
-    pub(crate) fn get_mut(&mut self, id: TimerId) -> Option<&mut Timer> {
-        self.slots.get_mut(id.0)
+    /// A live timer's payload.
+    pub(crate) fn get_mut(&mut self, id: TimerId) -> Option<&mut T> {
+        self.slots.get_mut(id.0).map(|t| &mut t.payload)
     }
 
-    /// Re-arms a looping timer at `deadline` with a fresh sequence number.
-    pub(crate) fn rearm(&mut self, id: TimerId, deadline: Instant, f: LoopFn) {
-        let seq = self.bump();
-        if let Some(timer) = self.slots.get_mut(id.0) {
-            timer.deadline = deadline;
-            timer.seq = seq;
-            if let TimerKind::Looping { f: slot, .. } = &mut timer.kind {
-                *slot = Some(f);
-            }
-            self.heap.push(Reverse((deadline, seq, id.0)));
-        }
+    /// A live timer's deadline.
+    pub(crate) fn deadline(&self, id: TimerId) -> Option<Instant> {
+        self.slots.get(id.0).map(|t| t.deadline)
     }
 
-    /// Drops heap entries that no longer match a live timer.
+    /// Removes a timer, returning its payload.
+    pub(crate) fn take(&mut self, id: TimerId) -> Option<T> {
+        self.slots.remove(id.0).map(|t| t.payload)
+    }
+
+    /// Drops heap entries that no longer match a live, armed timer.
     fn skip_stale(&mut self) {
         while let Some(Reverse((_, seq, key))) = self.heap.peek() {
             match self.slots.get(*key) {
@@ -152,38 +149,37 @@ impl Timers {
 
     fn maybe_compact(&mut self) {
         if self.heap.len() > 64 && self.heap.len() > 2 * self.slots.len() {
-            self.heap = self.slots.iter().map(|(k, t)| Reverse((t.deadline, t.seq, k))).collect();
+            self.heap = self
+                .slots
+                .iter()
+                .filter(|(_, t)| t.seq != FIRED)
+                .map(|(k, t)| Reverse((t.deadline, t.seq, k)))
+                .collect();
         }
     }
 
-    /// The earliest deadline of a live timer.
+    /// The earliest deadline of an armed timer.
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
         self.skip_stale();
         self.heap.peek().map(|Reverse((deadline, _, _))| *deadline)
     }
 
-    /// The next timer due at `now` that was scheduled before sequence `limit`. One-shot timers
-    /// are removed; a looping timer stays in place (with its callback taken out) so its id stays
-    /// valid while it runs.
-    pub(crate) fn pop_due(&mut self, now: Instant, limit: u64) -> Option<(TimerId, TimerKind)> {
-        loop {
-            self.skip_stale();
-            let Reverse((deadline, seq, key)) = *self.heap.peek()?;
-            if deadline > now || seq >= limit {
-                return None;
-            }
-            self.heap.pop();
-            let id = TimerId(key);
-            if let Some(Timer { kind: TimerKind::Looping { interval, f }, .. }) = self.slots.get_mut(key) {
-                let Some(f) = f.take() else { continue };
-                return Some((id, TimerKind::Looping { interval: *interval, f: Some(f) }));
-            }
-            let timer = self.slots.remove(key)?;
-            return Some((id, timer.kind));
+    /// The next timer due at `now` that was scheduled before sequence `limit`. It stays live
+    /// (its id valid) until the caller takes or re-arms it.
+    pub(crate) fn pop_due(&mut self, now: Instant, limit: u64) -> Option<TimerId> {
+        self.skip_stale();
+        let Reverse((deadline, seq, key)) = *self.heap.peek()?;
+        if deadline > now || seq >= limit {
+            return None;
         }
+        self.heap.pop();
+        if let Some(timer) = self.slots.get_mut(key) {
+            timer.seq = FIRED;
+        }
+        Some(TimerId(key))
     }
 
-    /// Cancels every timer owned by a connection's protocol or bookkeeping.
+    /// Cancels several timers (a connection's, when it ends).
     pub(crate) fn cancel_all(&mut self, ids: &[TimerId]) {
         for id in ids {
             self.slots.remove(id.0);
@@ -223,18 +219,48 @@ mod tests {
     fn cancel_and_reset_keep_order() {
         let mut timers = Timers::default();
         let t0 = Instant::now();
-        let a = timers.schedule(t0 + Duration::from_secs(1), TimerKind::Internal(Internal::ShutdownDeadline));
-        let b = timers.schedule(t0 + Duration::from_secs(1), TimerKind::Internal(Internal::ShutdownDeadline));
-        let c = timers.schedule(t0 + Duration::from_secs(2), TimerKind::Internal(Internal::ShutdownDeadline));
+        let a = timers.schedule(t0 + Duration::from_secs(1), 'a');
+        let b = timers.schedule(t0 + Duration::from_secs(1), 'b');
+        let c = timers.schedule(t0 + Duration::from_secs(2), 'c');
         assert!(timers.reset(a, t0 + Duration::from_secs(3)));
         assert!(timers.cancel(c));
         assert!(!timers.cancel(c));
         let limit = timers.next_seq();
         let later = t0 + Duration::from_secs(10);
-        assert_eq!(timers.pop_due(later, limit).map(|(id, _)| id), Some(b));
-        assert_eq!(timers.pop_due(later, limit).map(|(id, _)| id), Some(a));
+        let first = timers.pop_due(later, limit).unwrap();
+        assert_eq!(first, b);
+        assert_eq!(timers.take(first), Some('b'));
+        let second = timers.pop_due(later, limit).unwrap();
+        assert_eq!(timers.take(second), Some('a'));
         assert!(timers.pop_due(later, limit).is_none());
         assert_eq!(timers.len(), 0);
+    }
+
+    #[test]
+    fn a_fired_timer_keeps_its_id_until_taken_and_can_be_rearmed() {
+        let mut timers = Timers::default();
+        let t0 = Instant::now();
+        let id = timers.schedule(t0, 1u32);
+        let limit = timers.next_seq();
+        assert_eq!(timers.pop_due(t0, limit), Some(id));
+        assert!(timers.is_active(id), "live while its callback runs");
+        assert_eq!(timers.next_deadline(), None, "not armed");
+        assert!(timers.rearm(id, t0 + Duration::from_secs(1)));
+        assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(timers.pop_due(t0 + Duration::from_secs(1), timers.next_seq()), Some(id));
+        assert!(timers.cancel(id));
+    }
+
+    #[test]
+    fn timers_added_while_running_wait_for_the_next_round() {
+        let mut timers = Timers::default();
+        let t0 = Instant::now();
+        timers.schedule(t0, 'a');
+        let limit = timers.next_seq();
+        timers.schedule(t0, 'b');
+        let id = timers.pop_due(t0, limit).unwrap();
+        assert_eq!(timers.take(id), Some('a'));
+        assert!(timers.pop_due(t0, limit).is_none(), "scheduled after the limit");
     }
 
     #[test]
@@ -242,8 +268,7 @@ mod tests {
         let mut timers = Timers::default();
         let t0 = Instant::now();
         for i in 0..10_000u64 {
-            let id = timers
-                .schedule(t0 + Duration::from_millis(i), TimerKind::Internal(Internal::ShutdownDeadline));
+            let id = timers.schedule(t0 + Duration::from_millis(i), ());
             timers.cancel(id);
         }
         assert!(timers.heap.len() <= 130, "heap kept {} stale entries", timers.heap.len());

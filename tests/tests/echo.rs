@@ -1,22 +1,22 @@
-//! Echo over loopback: big transfers byte-exact, many concurrent clients, and peer half-close
-//! with data in flight (every byte that arrived with the FIN is returned).
+//! Echo over TCP and Unix stream sockets: big transfers byte-exact, and many concurrent
+//! clients on one reactor. The peer's half-close with data in flight (every byte that arrived
+//! with the FIN is returned) is catalogue 8, in `half_close.rs`.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use torsion_protocols::Echo;
-use torsion_reactor::{ClientFactory, Ctx, DisconnectReason, Error, Protocol, Reactor};
-use torsion_tests::{pattern, run_until, write_and_read_to_end, Server};
+use torsion_reactor::{Address, ClientFactory, Ctx, DisconnectReason, Error, LoopCtx, Protocol, Reactor};
+use torsion_tests::{over_kinds, pattern, run_until, write_and_read_to_end, Kind, Server};
 
-fn echo_server() -> Server {
-    Server::start(|| |_| Some(Box::new(Echo) as Box<dyn Protocol>))
+fn echo_server(kind: Kind) -> Server {
+    Server::on(kind, || |_| Some(Echo))
 }
 
-#[test]
-fn eight_mib_of_random_bytes_echo_byte_exact() {
-    let server = echo_server();
+/// 8 MiB of random bytes, written while reading, come back byte-exact, then EOF.
+fn eight_mib_of_random_bytes_echo_byte_exact(kind: Kind) {
+    let server = echo_server(kind);
     let data = pattern(42, 8 << 20);
     let got = write_and_read_to_end(server.connect(), data.clone(), true).expect("echo");
     assert_eq!(got.len(), data.len());
@@ -24,19 +24,7 @@ fn eight_mib_of_random_bytes_echo_byte_exact() {
     server.stop();
 }
 
-#[test]
-fn peer_half_close_with_data_in_flight_returns_every_byte() {
-    let server = echo_server();
-    for size in [1usize, 64 * 1024, 4 << 20] {
-        for run in 0..20u64 {
-            let data = pattern(size as u64 ^ run, size);
-            let got = write_and_read_to_end(server.connect(), data.clone(), true).expect("echo");
-            assert_eq!(got.len(), data.len(), "size {size} run {run}: bytes lost");
-            assert!(got == data, "size {size} run {run}: bytes differ");
-        }
-    }
-    server.stop();
-}
+over_kinds!(eight_mib_of_random_bytes_echo_byte_exact);
 
 /// A client that sends its message, checks the echo, then closes.
 struct PingClient {
@@ -74,7 +62,7 @@ struct PingFactory {
 }
 
 impl ClientFactory for PingFactory {
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Box<dyn Protocol> {
+    fn build_protocol(&mut self, _peer: Address) -> Box<dyn Protocol> {
         Box::new(PingClient {
             message: self.message.clone(),
             received: Vec::new(),
@@ -83,19 +71,19 @@ impl ClientFactory for PingFactory {
         })
     }
 
-    fn client_connection_failed(&mut self, _cx: &mut Ctx<'_>, reason: Error) {
+    fn client_connection_failed(&mut self, _cx: &mut LoopCtx<'_>, reason: Error) {
         self.results.borrow_mut().push(Err(format!("connect failed: {reason}")));
     }
 }
 
-#[test]
-fn two_hundred_concurrent_clients_all_echo() {
-    let server = echo_server();
+/// 200 clients connected at once from one reactor all get their own bytes back.
+fn two_hundred_concurrent_clients_all_echo(kind: Kind) {
+    let server = echo_server(kind);
     let mut reactor = Reactor::new().unwrap();
     let results = Rc::new(RefCell::new(Vec::new()));
     for i in 0..200u64 {
         let factory = PingFactory { message: pattern(i, 1024 + i as usize * 97), results: results.clone() };
-        reactor.connect_tcp(server.addr, factory).expect("connect");
+        reactor.connect(server.addr.clone(), factory).expect("connect");
     }
     assert_eq!(reactor.connection_count(), 200);
     run_until(&mut reactor, "200 echoes", |r| results.borrow().len() == 200 && r.connection_count() == 0);
@@ -107,3 +95,4 @@ fn two_hundred_concurrent_clients_all_echo() {
     reactor.run_until(Duration::from_secs(5), |_| false).ok();
     server.stop();
 }
+over_kinds!(two_hundred_concurrent_clients_all_echo);

@@ -1,19 +1,24 @@
-//! Policies over loopback: per-peer limits tell real peer addresses apart (clients bound to
-//! 127.0.0.1, 127.0.0.2 and 127.0.0.3; Linux routes all of 127/8 to lo), a freed slot is
-//! reused, the idle timeout closes a silent client, and a read limit slows a real transfer.
+//! Policies over loopback (TCP): per-peer limits tell real peer addresses apart (clients bound
+//! to 127.0.0.1, 127.0.0.2 and 127.0.0.3; Linux routes all of 127/8 to lo), a freed slot is
+//! reused, the idle timeout closes a silent client, a read limit slows a real transfer, and
+//! catalogue 24 (`idle_and_drip_timeouts`): an idle timeout beside a frame deadline, on the real
+//! clock and exactly on the manual clock.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use socket2::{Domain, Socket, Type};
+use torsion_protocols::framing::{LineCtx, LineHandler, LineReceiver};
 use torsion_protocols::policies::{LimitConnectionsFactory, ThrottlingFactory, TimeoutFactory};
 use torsion_protocols::Echo;
-use torsion_reactor::Protocol;
-use torsion_tests::{pattern, write_and_read_to_end, Server, WAIT};
+use torsion_reactor::testing::Harness;
+use torsion_reactor::{Address, DisconnectReason, Factory, Protocol};
+use torsion_tests::{pattern, recv, write_and_read_to_end, Server, WAIT};
 
-fn echo(_peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+fn echo(_peer: Address) -> Option<Box<dyn Protocol>> {
     Some(Box::new(Echo))
 }
 
@@ -25,7 +30,7 @@ fn source(last: u8) -> IpAddr {
 fn connect_from(server: &Server, from: IpAddr) -> TcpStream {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
     socket.bind(&SocketAddr::new(from, 0).into()).expect("bind the client's source address");
-    socket.connect(&server.addr.into()).expect("connect");
+    socket.connect(&server.addr.inet().expect("a TCP server").into()).expect("connect");
     let stream: TcpStream = socket.into();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream.set_write_timeout(Some(WAIT)).unwrap();
@@ -33,7 +38,7 @@ fn connect_from(server: &Server, from: IpAddr) -> TcpStream {
 }
 
 /// Sends `ping` and reads four bytes: `ping` from a served client, `busy` from a refused one.
-fn ping(stream: &mut TcpStream) -> [u8; 4] {
+fn ping(stream: &mut (impl Read + Write)) -> [u8; 4] {
     let mut reply = [0; 4];
     // A refused client may find the connection already closed: that reads as refused too.
     if stream.write_all(b"ping").is_err() || stream.read_exact(&mut reply).is_err() {
@@ -141,4 +146,116 @@ fn read_limit_slows_a_real_transfer_to_the_rate() {
     // 200 kB minus the 20 kB burst at 200 kB/s: at least 0.9 s.
     assert!(took >= Duration::from_millis(880), "200 kB at {RATE} B/s took only {took:?}");
     server.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalogue 24: idle_and_drip_timeouts
+
+const IDLE: Duration = Duration::from_secs(1);
+const FRAME: Duration = Duration::from_secs(2);
+
+/// Answers lines; reports how its connection ended.
+struct Lines(Option<Sender<DisconnectReason>>);
+
+impl LineHandler for Lines {
+    fn line_received(&mut self, lx: &mut LineCtx<'_, '_>, line: &[u8]) {
+        lx.send_line(line);
+    }
+
+    fn connection_lost(&mut self, _lx: &mut LineCtx<'_, '_>, reason: DisconnectReason) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(reason);
+        }
+    }
+}
+
+fn drip_factory(report: Option<Sender<DisconnectReason>>) -> impl Factory {
+    let mut factory = TimeoutFactory::new(move |_: Address| {
+        Some(LineReceiver::new(Lines(report.clone())).with_frame_deadline(FRAME))
+    });
+    factory.set_timeout(Some(IDLE));
+    factory
+}
+
+/// Blocks until the server ends the connection (EOF or reset); returns when.
+fn closed_at(stream: &mut impl Read) -> Instant {
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => Instant::now(),
+        Ok(_) => panic!("no line was ever completed, nothing should come back"),
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => Instant::now(),
+        Err(e) => panic!("waiting for the server to close: {e}"),
+    }
+}
+
+fn within(what: &str, took: Duration, low: Duration, high: Duration) {
+    assert!(low <= took && took <= high, "{what} closed after {took:?}, outside [{low:?}, {high:?}]");
+}
+
+/// Catalogue 24 (idle_and_drip_timeouts): an idle timeout of 1 s ([`TimeoutFactory`]) around a
+/// [`LineReceiver`] with a 2 s frame deadline. One connection stays idle; another sends 1 byte
+/// every 500 ms and never ends its line. Pass: the idle one is closed in [1.0, 1.2] s; the drip
+/// survives the idle timer (each byte resets it) but is closed at the frame deadline, in
+/// [2.0, 2.3] s after its first byte; both with `TimedOut`.
+#[test]
+fn idle_connection_closes_at_1_s_and_a_drip_at_the_2_s_frame_deadline() {
+    let (tx, reasons) = mpsc::channel();
+    let server = Server::start(move || drip_factory(Some(tx)));
+
+    let mut idle = server.connect();
+    let idle_start = Instant::now();
+    let mut drip = server.connect();
+    let mut writer = drip.try_clone().unwrap();
+    let drip_start = Instant::now();
+    // One byte every 500 ms (pacing the peer, not synchronising), until the server closes.
+    let dripper = std::thread::spawn(move || {
+        for i in 0u32.. {
+            let due = drip_start + Duration::from_millis(500) * i;
+            if let Some(ahead) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(ahead);
+            }
+            if writer.write_all(b"x").is_err() || i > 20 {
+                return i;
+            }
+        }
+        unreachable!()
+    });
+
+    let idle_took = closed_at(&mut idle) - idle_start;
+    let drip_took = closed_at(&mut drip) - drip_start;
+    let bytes = dripper.join().unwrap();
+    println!("idle_and_drip: idle closed after {idle_took:?}; drip closed after {drip_took:?} ({bytes} bytes sent)");
+    within("the idle connection", idle_took, IDLE, IDLE + Duration::from_millis(200));
+    within("the drip", drip_took, FRAME, FRAME + Duration::from_millis(300));
+    let got: Vec<DisconnectReason> = (0..2).map(|_| recv(&reasons, "connection_lost")).collect();
+    assert_eq!(got, [DisconnectReason::TimedOut, DisconnectReason::TimedOut]);
+    server.stop();
+}
+
+/// Catalogue 24 (idle_and_drip_timeouts) on the manual clock: the idle connection closes at
+/// exactly 1 s, the drip at exactly 2 s.
+#[test]
+fn idle_and_drip_timeouts_on_the_manual_clock_are_exact() {
+    let mut h = Harness::new();
+    let mut f = drip_factory(None);
+    let idle = h.accept(&mut f).unwrap();
+    let drip = h.accept(&mut f).unwrap();
+    let step = Duration::from_millis(500);
+    h.feed(drip, b"x");
+    for i in 1..=4 {
+        h.advance(step - Duration::from_nanos(1));
+        assert!(h.is_open(drip), "the drip was closed before {i} × 500 ms");
+        if i == 2 {
+            assert!(h.is_open(idle), "the idle connection closed early");
+        }
+        h.advance(Duration::from_nanos(1));
+        if i == 2 {
+            assert_eq!(h.disconnect_reason(idle), Some(DisconnectReason::TimedOut), "idle at exactly 1 s");
+        }
+        if i < 4 {
+            h.feed(drip, b"x");
+            assert!(h.is_open(drip), "each byte resets the idle timer");
+        }
+    }
+    assert_eq!(h.disconnect_reason(drip), Some(DisconnectReason::TimedOut), "the drip at exactly 2 s");
 }

@@ -14,13 +14,14 @@
 
 use std::cell::RefCell;
 use std::io::Read;
-use std::net::TcpStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use torsion_reactor::testing::Harness;
-use torsion_reactor::{client_factory, Bytes, ConnId, Ctx, Error, Producer, Protocol, Reactor};
-use torsion_tests::{pattern, refused_addr, Server, WAIT};
+use torsion_reactor::{
+    client_factory, Bytes, ConnId, Ctx, DisconnectReason, Error, Producer, Protocol, Reactor,
+};
+use torsion_tests::{pattern, refused_addr, AnyStream, Server, WAIT};
 
 const HIGH: usize = 64 * 1024;
 
@@ -54,7 +55,7 @@ fn write_via(cx: &mut Ctx<'_>, path: Path, data: &[u8]) -> bool {
             cx.transport().write_sequence([a, b])
         }
         Path::TransportFor => {
-            let id = cx.transport().id();
+            let id = cx.transport().conn_id();
             cx.transport_for(id).expect("the consumer is live").write(data)
         }
     }
@@ -209,7 +210,7 @@ fn harness_case(case: Case, window: Option<usize>) {
     if case.close_early {
         assert!(h.fin_sent(id), "{case:?} window {window:?}: FIN after the producer finished");
         assert!(
-            h.disconnect_reason(id).is_some_and(|r| r == "Clean"),
+            h.disconnect_reason(id) == Some(DisconnectReason::Clean),
             "{case:?}: {:?}",
             h.disconnect_reason(id)
         );
@@ -255,7 +256,7 @@ fn push_producer_streams_everything_to_a_slow_reader_in_the_harness() {
 
 /// Reads to EOF; a slow reader takes 4 KiB at a time and yields the CPU every 64 KiB, so the
 /// server's buffer fills and its producer is paused (or not resumed) along the way.
-fn read_all(mut stream: TcpStream, slow: bool) -> Vec<u8> {
+fn read_all(mut stream: AnyStream, slow: bool) -> Vec<u8> {
     let deadline = Instant::now() + WAIT;
     let mut got = Vec::new();
     let mut buf = vec![0; if slow { 4096 } else { 256 * 1024 }];
@@ -363,7 +364,7 @@ impl Producer for Pusher {
     }
 }
 
-/// Catalogue 13 (slow reader, bounded memory) for push producers.
+/// Catalogue 14 (slow_reader_fast_writer), for push producers: a slow reader, bounded memory.
 #[test]
 fn load_a_push_producer_registered_below_high_starts_and_streams_100_mib_to_a_slow_reader() {
     const TOTAL: usize = 100 * 1024 * 1024;
@@ -438,7 +439,7 @@ fn a_push_producer_registered_below_high_starts_in_the_harness() {
     assert!(h.fin_sent(id));
 }
 
-/// Catalogue 2 (connect refused): the default `client_connection_failed` ends `run` with the
+/// Catalogue 1 (connect_refused): the default `client_connection_failed` ends `run` with the
 /// error when nothing else is left to do.
 #[test]
 fn a_client_whose_connect_fails_ends_run_with_the_error() {

@@ -18,6 +18,12 @@ pub const DEFAULT_HIGH_WATERMARK: usize = 64 * 1024;
 pub const DEFAULT_LOW_WATERMARK: usize = 16 * 1024;
 /// Largest number of bytes handed to one `write_vectored` call (Twisted's `SEND_LIMIT`).
 pub const MAX_WRITE_PER_CALL: usize = 128 * 1024;
+/// Largest number of bytes one direct write (a large write made while nothing is buffered)
+/// hands to the socket per call: 256 KiB, the reactor's default read buffer, so an echo of one
+/// full read is one system call. Capping it at [`MAX_WRITE_PER_CALL`] instead split every such
+/// echo in two, which over Unix sockets (where each `sendmsg` allocates its buffers) cost half
+/// again as much CPU per MB as a hand-written mio loop.
+pub const DIRECT_WRITE_MAX: usize = 256 * 1024;
 /// Writes at least this large, made while nothing is buffered, go straight to the socket instead
 /// of being copied into the buffer first (see `Connection::write`).
 pub const DIRECT_WRITE_MIN: usize = 16 * 1024;

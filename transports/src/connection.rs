@@ -7,7 +7,8 @@ use std::io;
 
 use bytes::Bytes;
 
-use crate::buffer::{FlushStatus, WriteBuffer, DIRECT_WRITE_MIN, MAX_WRITE_PER_CALL};
+use crate::buffer::{FlushStatus, WriteBuffer, DIRECT_WRITE_MAX, DIRECT_WRITE_MIN};
+use crate::socket::ConnectProgress;
 
 /// What a transport needs from its socket beyond `Read` and `Write`.
 pub trait Socket: io::Read + io::Write {
@@ -30,17 +31,6 @@ pub enum ReadOutcome {
     Error(io::Error),
 }
 
-/// What the loop should do with a connection after a flush.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteState {
-    /// Nothing buffered and nothing to do.
-    Idle,
-    /// Data is buffered and the socket would block: wait for writability.
-    Blocked,
-    /// Data is buffered but this turn's budget ran out: flush again next turn.
-    Budget,
-}
-
 /// One connection's transport: its socket, write buffer and close state.
 #[derive(Debug)]
 pub struct Connection<S> {
@@ -59,6 +49,22 @@ pub struct Connection<S> {
     write_error: Option<io::Error>,
     /// Bytes accepted by `write`/`write_bytes` so far, sent directly or buffered.
     accepted: u64,
+    /// Readiness for reading was seen and the socket may still hold data.
+    read_ready: bool,
+    /// The poller reported the peer's FIN or an error: read to the end, never stop at a short
+    /// read (no further edge will come).
+    hup: bool,
+    /// Bytes discarded while lingering after a clean close.
+    lingered: usize,
+}
+
+/// What draining a lingering connection's input came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linger {
+    /// Nothing more to read now; the peer's FIN has not come yet.
+    Waiting,
+    /// Done: the peer's FIN (or an error) arrived, or it sent more than the limit.
+    Done,
 }
 
 impl<S: Socket> Connection<S> {
@@ -78,6 +84,63 @@ impl<S: Socket> Connection<S> {
             hold_fin: false,
             write_error: None,
             accepted: 0,
+            read_ready: true,
+            hup: false,
+            lingered: 0,
+        }
+    }
+
+    /// Readiness for reading was reported; `hup` when the poller also reported the peer's FIN
+    /// or an error (then reads go on to the end instead of stopping at a short read).
+    pub fn set_readable(&mut self, hup: bool) {
+        self.read_ready = true;
+        self.hup |= hup;
+    }
+
+    /// True while the socket may hold data to read (readiness seen, not yet drained).
+    pub fn is_read_ready(&self) -> bool {
+        self.read_ready
+    }
+
+    /// A read found nothing (`WouldBlock`) or the end (EOF): the next data raises a new edge.
+    pub fn note_drained(&mut self) {
+        self.read_ready = false;
+    }
+
+    /// A read returned less than the buffer: true if that drained the socket (the next data
+    /// raises a new edge, so stop reading now and save the `WouldBlock` read). Not after the
+    /// poller reported a hang-up: then no further edge will come, so read on to the end.
+    pub fn short_read_drained(&mut self) -> bool {
+        if self.hup {
+            return false;
+        }
+        self.read_ready = false;
+        true
+    }
+
+    /// For a connecting socket: where the connect stands.
+    pub fn connect_progress(&self) -> ConnectProgress
+    where
+        S: std::ops::Deref<Target = dyn crate::socket::StreamSocket>,
+    {
+        self.socket.connect_progress()
+    }
+
+    /// After a clean close, reads and discards the peer's input until its FIN, an error, or
+    /// more than `max` bytes in all, so unread input cannot turn our close into a reset that
+    /// destroys data still in flight to the peer.
+    pub fn drain_linger(&mut self, buf: &mut [u8], max: usize) -> Linger {
+        loop {
+            match self.read(buf) {
+                ReadOutcome::Data(n) => {
+                    self.lingered += n;
+                    if self.lingered > max {
+                        return Linger::Done;
+                    }
+                }
+                ReadOutcome::WouldBlock => return Linger::Waiting,
+                ReadOutcome::Eof | ReadOutcome::Error(_) => return Linger::Done,
+            }
         }
     }
 
@@ -118,7 +181,7 @@ impl<S: Socket> Connection<S> {
     /// Returns whether the buffer is now above the high watermark.
     ///
     /// A large write ([`DIRECT_WRITE_MIN`] bytes or more) made while nothing is buffered goes
-    /// to the socket at once, at most [`MAX_WRITE_PER_CALL`] bytes a call, and only what the
+    /// to the socket at once, at most [`DIRECT_WRITE_MAX`] bytes a call, and only what the
     /// socket does not take is copied into the buffer: coalescing gains nothing at that size,
     /// and the copy is most of a streaming server's own CPU. An error there is kept and reported
     /// by the next [`flush`](Self::flush), so the caller still learns of it after its callback.
@@ -134,7 +197,7 @@ impl<S: Socket> Connection<S> {
             && self.write_error.is_none()
         {
             while !data.is_empty() {
-                let take = data.len().min(MAX_WRITE_PER_CALL);
+                let take = data.len().min(DIRECT_WRITE_MAX);
                 self.buffer.note_write_call();
                 match self.socket.write(&data[..take]) {
                     Ok(0) => {
@@ -313,9 +376,9 @@ impl<S: Socket> Connection<S> {
 
     /// Writes buffered data (at most `max_calls` calls), then sends the FIN if a close or
     /// half-close is pending and everything is out. An error means the connection is lost.
-    pub fn flush(&mut self, max_calls: usize) -> io::Result<WriteState> {
+    pub fn flush(&mut self, max_calls: usize) -> io::Result<FlushStatus> {
         if self.aborted {
-            return Ok(WriteState::Idle);
+            return Ok(FlushStatus::Drained);
         }
         if let Some(e) = self.write_error.take() {
             return Err(e);
@@ -323,9 +386,9 @@ impl<S: Socket> Connection<S> {
         match self.buffer.flush_to(&mut self.socket, max_calls)? {
             FlushStatus::WouldBlock => {
                 self.write_blocked = true;
-                return Ok(WriteState::Blocked);
+                return Ok(FlushStatus::WouldBlock);
             }
-            FlushStatus::BudgetExhausted => return Ok(WriteState::Budget),
+            FlushStatus::BudgetExhausted => return Ok(FlushStatus::BudgetExhausted),
             FlushStatus::Drained => {}
         }
         if (self.closing || self.eof_requested) && !self.write_closed && !self.hold_fin {
@@ -337,7 +400,7 @@ impl<S: Socket> Connection<S> {
                 Err(e) => return Err(e),
             }
         }
-        Ok(WriteState::Idle)
+        Ok(FlushStatus::Drained)
     }
 
     /// True when both halves are closed, or a requested close has sent its FIN: the connection
@@ -381,7 +444,7 @@ mod tests {
         // Small writes are buffered (coalesced); nothing reaches the socket yet.
         assert!(!conn.write(&[1; 100]));
         assert_eq!((conn.socket().written_len(), conn.buffer().len()), (0, 100));
-        assert_eq!(conn.flush(usize::MAX).unwrap(), WriteState::Idle);
+        assert_eq!(conn.flush(usize::MAX).unwrap(), FlushStatus::Drained);
         // A large write on an empty buffer: the socket takes what its window allows (in calls of
         // at most 128 KiB), the rest is buffered, and it all counts as accepted.
         assert!(conn.write(&[2; 200 * 1024]), "the 100 KiB left over is above the high mark");
@@ -393,7 +456,7 @@ mod tests {
         assert_eq!(conn.buffer().len(), 120 * 1024 + 100);
         let mut out = conn.socket_mut().take_written();
         conn.socket_mut().set_window(None);
-        assert_eq!(conn.flush(usize::MAX).unwrap(), WriteState::Idle);
+        assert_eq!(conn.flush(usize::MAX).unwrap(), FlushStatus::Drained);
         out.extend(conn.socket_mut().take_written());
         let mut expected = vec![1; 100];
         expected.extend([2; 200 * 1024]);
@@ -419,7 +482,7 @@ mod tests {
         assert!(conn.lose_connection());
         assert!(!conn.lose_connection(), "second close is a no-op");
         assert!(!conn.write(b"ignored"), "writes after lose_connection are ignored");
-        assert_eq!(conn.flush(usize::MAX).unwrap(), WriteState::Idle);
+        assert_eq!(conn.flush(usize::MAX).unwrap(), FlushStatus::Drained);
         assert!(conn.is_finished());
         let mut got = Vec::new();
         peer.read_to_end(&mut got).unwrap();

@@ -1,10 +1,21 @@
 //! Sockets and transports for torsion.
 //!
 //! This crate owns everything about a connection that is not the event loop and not the user's
-//! protocol: building listening sockets (socket2: SO_REUSEADDR, backlog, SO_REUSEPORT, IPv6),
-//! non-blocking connects completed as mio documents, the per-connection [`WriteBuffer`] with
-//! watermarks, and the [`Connection`] state machine (reading, pausing, half-close, clean and
-//! abortive close). The reactor drives it; it can be tested here without a loop.
+//! protocol, for every socket kind:
+//!
+//! | module | its one job |
+//! |---|---|
+//! | [`address`] | one [`Address`] type for peers and local ends (Internet or Unix), displayed as users write them |
+//! | [`socket`] | [`StreamSocket`]: what the loop needs of a stream socket of any kind (see its "Adding a transport") |
+//! | [`tcp`], [`unix`] | the two stream kinds: binding (socket2 options; stale Unix files, modes, lock files, abstract names), connecting, options |
+//! | [`listener`] | [`ListenerSocket`], one accept with its outcome classified (per-connection vs resource errors), the reserve descriptor |
+//! | [`connector`] | starting a non-blocking connect of any kind, and establishing it |
+//! | [`connection`] | the per-connection state machine: reading, pausing, half-close, clean, abortive and lingering close |
+//! | [`buffer`] | the [`WriteBuffer`] with watermarks, coalescing, and the direct write of large chunks |
+//! | [`producer`] | the producer/consumer contract as pure transitions ([`ProducerState`]) |
+//! | [`memory`] | a memory socket for the test harness, driven like a real one |
+//!
+//! The reactor drives it; everything here is tested without a loop.
 //!
 //! ```
 //! use torsion_transports::{bind_listener, ListenOptions, WriteBuffer};
@@ -17,22 +28,35 @@
 //! assert_eq!(buffer.len(), 5);
 //! ```
 
+pub mod address;
 pub mod buffer;
 pub mod connection;
+pub mod connector;
+pub mod listener;
 pub mod memory;
+pub mod producer;
+pub mod socket;
 pub mod tcp;
+pub mod unix;
 
 use std::io;
 use std::net::SocketAddr;
 
+pub use address::{Address, AddressParseError, UnixAddr, UNIX_PATH_MAX};
 pub use buffer::{
-    FlushStatus, WriteBuffer, DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK, DIRECT_WRITE_MIN,
-    MAX_WRITE_PER_CALL,
+    FlushStatus, WriteBuffer, DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK, DIRECT_WRITE_MAX,
+    DIRECT_WRITE_MIN, MAX_WRITE_PER_CALL,
 };
-pub use connection::{Connection, ReadOutcome, Socket, WriteState};
-pub use memory::{MemorySocket, Stream};
-pub use tcp::{
-    bind_listener, connect_progress, start_connect, ConnectProgress, ListenOptions, DEFAULT_BACKLOG,
+pub use connection::{Connection, Linger, ReadOutcome, Socket};
+pub use connector::{establish, start_stream_connect};
+pub use listener::{AcceptOutcome, ListenerSocket, ReserveFd, RESERVE_DRAIN_MAX};
+pub use memory::MemorySocket;
+pub use producer::{ProducerCall, ProducerState};
+pub use socket::{BoxedStream, ConnectProgress, PeerCredentials, StreamSocket};
+pub use tcp::{bind_listener, connect_progress, start_connect, ListenOptions, DEFAULT_BACKLOG};
+pub use unix::{
+    bind_unix_listener, connect_unix, peer_credentials, unix_connect_progress, UnixListenOptions,
+    UnixListenerSocket, DEFAULT_UNIX_MODE,
 };
 
 /// Errors from setting up sockets and transports.
@@ -62,5 +86,63 @@ pub enum TransportError {
         high: usize,
         /// The low watermark given.
         low: usize,
+    },
+    /// A Unix socket path or abstract name longer than `sun_path` holds.
+    #[error("Unix socket address {addr} is {len} bytes long; the limit is {max} bytes")]
+    UnixPathTooLong {
+        /// The address asked for.
+        addr: UnixAddr,
+        /// Its path's (or abstract name's) length in bytes.
+        len: usize,
+        /// [`UNIX_PATH_MAX`].
+        max: usize,
+    },
+    /// A file that is not a socket is where a Unix listener was to be bound; it is left alone.
+    #[error("cannot listen on unix:{}: the file there is not a socket (left untouched)", path.display())]
+    NotASocket {
+        /// The path asked for.
+        path: std::path::PathBuf,
+    },
+    /// A live server is already listening on the address (its socket file, if any, is left
+    /// untouched).
+    #[error("cannot listen on {addr}: address in use: a live server is listening there")]
+    AddressInUse {
+        /// The address asked for.
+        addr: Address,
+    },
+    /// Another live process holds the listener's lock file (`lockfile` option).
+    #[error("cannot listen: lock file {} is held by live process {pid}", lock_path.display())]
+    Locked {
+        /// The lock file (`PATH.lock`).
+        lock_path: std::path::PathBuf,
+        /// The pid it names.
+        pid: u32,
+    },
+    /// Creating, reading or replacing a lock file failed.
+    #[error("cannot take lock file {}: {source}", lock_path.display())]
+    LockFile {
+        /// The lock file (`PATH.lock`).
+        lock_path: std::path::PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// An unnamed Unix address was given where a name is needed (listening or connecting).
+    #[error("an unnamed Unix address cannot be listened on or connected to")]
+    UnnamedUnixAddress,
+    /// Binding or listening on a Unix address failed.
+    #[error("cannot listen on {addr}: {source}")]
+    BindUnix {
+        /// The address asked for.
+        addr: UnixAddr,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Starting a Unix connect failed at once (no such file, refused, backlog full: `WouldBlock`).
+    #[error("cannot connect to {addr}: {source}")]
+    ConnectUnix {
+        /// The address asked for.
+        addr: UnixAddr,
+        /// The underlying error.
+        source: io::Error,
     },
 }

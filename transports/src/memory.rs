@@ -1,16 +1,17 @@
-//! In-memory sockets, and [`Stream`], the socket type the reactor drives: a real TCP stream or
-//! a memory socket. Both run under the same [`Connection`](crate::Connection) state machine, so
-//! a protocol tested over memory sees exactly what it would over TCP (one verified fake, not a
-//! second implementation of the transport).
+//! In-memory sockets for the test harness. A [`MemorySocket`] is a [`StreamSocket`] like TCP
+//! and Unix streams and runs under the same [`Connection`](crate::Connection) state machine, so
+//! a protocol tested over memory sees exactly what it would over a real socket (one verified
+//! fake, not a second implementation of the transport). The event loop never matches on it.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 
 use mio::event::Source;
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::connection::Socket;
+use crate::socket::StreamSocket;
 
 /// The far end of a memory connection, as a test drives it: bytes to deliver, bytes written,
 /// the peer's window, and close state.
@@ -152,62 +153,6 @@ impl Write for MemorySocket {
     }
 }
 
-/// The socket under a reactor connection: TCP, or memory for tests.
-#[derive(Debug)]
-pub enum Stream {
-    /// A real TCP stream.
-    Tcp(TcpStream),
-    /// An in-memory socket driven by a test.
-    Memory(MemorySocket),
-}
-
-impl Stream {
-    /// The TCP stream, if this is one.
-    pub fn tcp(&self) -> Option<&TcpStream> {
-        match self {
-            Stream::Tcp(s) => Some(s),
-            Stream::Memory(_) => None,
-        }
-    }
-
-    /// The memory socket, if this is one.
-    pub fn memory(&mut self) -> Option<&mut MemorySocket> {
-        match self {
-            Stream::Memory(m) => Some(m),
-            Stream::Tcp(_) => None,
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Memory(m) => m.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Memory(m) => m.write(buf),
-        }
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write_vectored(bufs),
-            Stream::Memory(m) => m.write_vectored(bufs),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 impl Socket for MemorySocket {
     fn shutdown_write(&mut self) -> io::Result<()> {
         if self.peer_reset {
@@ -223,41 +168,24 @@ impl Socket for MemorySocket {
     }
 }
 
-impl Socket for Stream {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.shutdown_write(),
-            Stream::Memory(m) => m.shutdown_write(),
-        }
+impl Source for MemorySocket {
+    fn register(&mut self, _registry: &Registry, _token: Token, _interests: Interest) -> io::Result<()> {
+        Ok(())
     }
 
-    fn set_abortive_close(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_abortive_close(),
-            Stream::Memory(m) => m.set_abortive_close(),
-        }
+    fn reregister(&mut self, _registry: &Registry, _token: Token, _interests: Interest) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn deregister(&mut self, _registry: &Registry) -> io::Result<()> {
+        Ok(())
     }
 }
 
-impl Source for Stream {
-    fn register(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.register(registry, token, interests),
-            Stream::Memory(_) => Ok(()),
-        }
-    }
-
-    fn reregister(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.reregister(registry, token, interests),
-            Stream::Memory(_) => Ok(()),
-        }
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.deregister(registry),
-            Stream::Memory(_) => Ok(()),
-        }
+/// A memory socket stands for a connected TCP stream in tests: it is always connected, has no
+/// local address of its own (the harness gives one) and no socket options.
+impl StreamSocket for MemorySocket {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
     }
 }

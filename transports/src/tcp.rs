@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use mio::net::{TcpListener, TcpStream};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
+use crate::address::Address;
 use crate::connection::Socket as TransportSocket;
+use crate::socket::{ConnectProgress, StreamSocket};
 use crate::TransportError;
 
 /// Default listen backlog.
@@ -75,35 +77,10 @@ pub fn start_connect(addr: SocketAddr) -> Result<TcpStream, TransportError> {
     TcpStream::connect(addr).map_err(|e| TransportError::Connect { addr, source: e })
 }
 
-/// Where a non-blocking connect stands after a writable (or error) event.
-#[derive(Debug)]
-pub enum ConnectProgress {
-    /// The connection is established.
-    Connected,
-    /// Not yet: wait for the next event.
-    Pending,
-    /// The connect failed (refused, unreachable, …).
-    Failed(io::Error),
-}
-
 /// Checks a connecting stream after an event, following mio's documented steps: `take_error`,
 /// then `peer_addr` (`NotConnected` means "not yet").
 pub fn connect_progress(stream: &TcpStream) -> ConnectProgress {
-    match stream.take_error() {
-        Ok(Some(e)) | Err(e) => return ConnectProgress::Failed(e),
-        Ok(None) => {}
-    }
-    match stream.peer_addr() {
-        Ok(_) => ConnectProgress::Connected,
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => ConnectProgress::Pending,
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => ConnectProgress::Pending,
-        Err(e) => ConnectProgress::Failed(e),
-    }
-}
-
-/// Sets TCP_NODELAY.
-pub fn set_nodelay(stream: &TcpStream, on: bool) -> io::Result<()> {
-    stream.set_nodelay(on)
+    ConnectProgress::check(stream.take_error(), stream.peer_addr())
 }
 
 /// Turns SO_KEEPALIVE on (with the given idle time, if any) or off.
@@ -112,6 +89,28 @@ pub fn set_keepalive(stream: &TcpStream, idle: Option<std::time::Duration>) -> i
     match idle {
         Some(idle) => sock.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle)),
         None => sock.set_keepalive(false),
+    }
+}
+
+impl StreamSocket for TcpStream {
+    fn local_address(&self) -> Option<Address> {
+        self.local_addr().ok().map(Address::Inet)
+    }
+
+    fn connect_progress(&self) -> ConnectProgress {
+        connect_progress(self)
+    }
+
+    fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        TcpStream::set_nodelay(self, on)
+    }
+
+    fn set_keepalive(&self, idle: Option<std::time::Duration>) -> io::Result<()> {
+        set_keepalive(self, idle)
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 

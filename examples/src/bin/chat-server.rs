@@ -19,6 +19,7 @@
 //! cargo run --release -p torsion-examples --bin chat-server      # listens on 127.0.0.1:8000
 //! nc 127.0.0.1 8000                                              # in two or more terminals
 //! cargo run -p torsion-examples --bin chat-server -- --listen 127.0.0.1:0 --idle-timeout 300
+//! cargo run -p torsion-examples --bin chat-server -- --listen unix:/tmp/chat.sock   # nc -U /tmp/chat.sock
 //! ```
 
 use std::process::ExitCode;
@@ -28,19 +29,20 @@ use clap::builder::TypedValueParser as _;
 use clap::Parser;
 use torsion_examples::chat::{self, ChatConfig, ChatServer, DEFAULT_MAX_CLIENTS};
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, listen_error, resolve_addr, run_failure, startup_failure,
+    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
     EXIT_FAILURE, EXIT_USAGE,
 };
-use torsion_reactor::Reactor;
+use torsion_reactor::{Address, Reactor, UnixAddr};
 use tracing::info;
 
-/// A chat room over TCP: connect with `nc HOST PORT`, choose a name, talk. Commands: /who,
-/// /nick NEW, /me ACTION, /quit. Stops gracefully on SIGINT or SIGTERM.
+/// A chat room over TCP or a Unix socket: connect with `nc HOST PORT` (or `nc -U PATH`),
+/// choose a name, talk. Commands: /who, /nick NEW, /me ACTION, /quit. Stops gracefully on
+/// SIGINT or SIGTERM.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on, HOST:PORT (port 0 picks a free port; the first line of stdout
-    /// tells which).
+    /// Address to listen on: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `unix:@NAME` (Linux
+    /// abstract socket). Port 0 picks a free port; the first line of stdout tells which.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     listen: String,
     /// The most clients connected at once; one more reads `Server full` and is closed.
@@ -52,6 +54,18 @@ struct Args {
     idle_timeout: Option<u64>,
 }
 
+/// The command a user types to join: `nc 127.0.0.1 8000`, `nc -U /tmp/chat.sock`.
+fn connect_hint(local: &Address) -> String {
+    match local {
+        Address::Inet(inet) => format!("nc {} {}", inet.ip(), inet.port()),
+        Address::Unix(UnixAddr::Path(path)) => format!("nc -U {}", path.display()),
+        Address::Unix(UnixAddr::Abstract(name)) => {
+            format!("socat - ABSTRACT-CONNECT:{}", String::from_utf8_lossy(name))
+        }
+        Address::Unix(other) => format!("socat - UNIX-CONNECT:{other}"),
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
@@ -60,7 +74,7 @@ fn main() -> ExitCode {
 
 /// Runs the server until a signal stops it. Errors carry the exit code and a one-line message.
 fn serve(args: &Args) -> Result<(), (i32, String)> {
-    let addr = resolve_addr(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let addr = parse_endpoint(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
 
     let config = ChatConfig {
         max_clients: args.max_clients,
@@ -73,15 +87,15 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
     // The factory owns the room; every protocol it builds shares it.
     let server = ChatServer::new(config);
     let room = server.room();
-    let port = reactor.listen_tcp(addr, server).map_err(|e| (EXIT_USAGE, listen_error(addr, &e)))?;
+    let port = reactor.listen(&addr, server).map_err(|e| (EXIT_USAGE, listen_error(&addr, &e)))?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
     // On SIGINT/SIGTERM, before any connection is closed: tell everyone why.
     let announcer = room.clone();
     reactor.before_shutdown(move |cx, _deadline| announcer.announce(cx, "* Server shutting down"));
 
-    let local = port.local_addr();
-    announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
-    info!(%local, "chat server listening; connect with `nc {} {}`", local.ip(), local.port());
+    let local = port.local_addr().clone();
+    announce_listening(&local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
+    info!(%local, "chat server listening; connect with `{}`", connect_hint(&local));
 
     reactor.run().map_err(run_failure)?;
     info!(online = room.len(), "stopped");

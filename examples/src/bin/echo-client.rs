@@ -1,8 +1,9 @@
 //! `echo-client`: talking to a server from the client side, and from another thread.
 //!
 //! The ideas it teaches:
-//! * **Outbound connections** go through a [`ClientFactory`]: `connect_tcp` returns at once,
-//!   the factory builds the protocol when the connection is established, or hears
+//! * **Outbound connections** go through a [`ClientFactory`]: `connect` (to a TCP address or
+//!   a Unix socket, `unix:/path`) returns at once, the factory builds the protocol when the
+//!   connection is established, or hears
 //!   `client_connection_failed` (refused, unreachable, timed out). A refused connection is an
 //!   event, reported here as one line on stderr and exit code 1.
 //! * **Streams are not messages.** A reply may arrive split anywhere, down to one byte, or
@@ -20,11 +21,11 @@
 //! ```text
 //! echo-client --connect 127.0.0.1:8000                        # lines from stdin
 //! echo-client --connect 127.0.0.1:8000 --message hi --count 3 # "hi" three times, then exit
+//! echo-client --connect unix:/tmp/echo.sock --message hi      # over a Unix socket
 //! ```
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, Write};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,11 +34,12 @@ use std::sync::Arc;
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use torsion_examples::{
-    exit_with, init_logging, io_error_text, resolve_addr, run_failure, startup_failure, LineBuffer,
-    EXIT_FAILURE, EXIT_USAGE,
+    error_text, exit_with, init_logging, io_error_text, parse_endpoint, run_failure, startup_failure,
+    LineBuffer, EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::{
-    ClientFactory, ConnId, Ctx, DisconnectReason, Error, Protocol, Reactor, ReactorHandle, TransportError,
+    Address, ClientFactory, ConnId, Ctx, DisconnectReason, Error, LoopCtx, Protocol, Reactor, ReactorHandle,
+    TransportError,
 };
 use tracing::{debug, info, warn};
 
@@ -49,7 +51,8 @@ use tracing::{debug, info, warn};
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address of the echo server, HOST:PORT.
+    /// Address of the echo server: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `unix:@NAME` (Linux
+    /// abstract socket).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     connect: String,
     /// Send TEXT, followed by a newline, instead of reading stdin.
@@ -87,12 +90,12 @@ struct Outcome {
 #[derive(Debug)]
 struct EchoClientFactory {
     mode: Mode,
-    addr: SocketAddr,
+    addr: Address,
     outcome: Rc<RefCell<Outcome>>,
 }
 
 impl ClientFactory for EchoClientFactory {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol> {
+    fn build_protocol(&mut self, peer: Address) -> Box<dyn Protocol> {
         debug!(%peer, "connected");
         Box::new(EchoClient {
             mode: self.mode.clone(),
@@ -101,8 +104,8 @@ impl ClientFactory for EchoClientFactory {
         })
     }
 
-    fn client_connection_failed(&mut self, cx: &mut Ctx<'_>, reason: Error) {
-        self.outcome.borrow_mut().connect_error = Some(connect_error(self.addr, &reason));
+    fn client_connection_failed(&mut self, cx: &mut LoopCtx<'_>, reason: Error) {
+        self.outcome.borrow_mut().connect_error = Some(connect_error(&self.addr, &reason));
         cx.stop_reactor();
     }
 }
@@ -209,11 +212,15 @@ fn print_lines(lines: &[Vec<u8>]) -> io::Result<()> {
     out.flush()
 }
 
-/// `cannot connect to 127.0.0.1:8000: Connection refused`.
-fn connect_error(addr: SocketAddr, error: &Error) -> String {
+/// `cannot connect to 127.0.0.1:8000: Connection refused`,
+/// `cannot connect to unix:/tmp/echo.sock: No such file or directory`.
+fn connect_error(addr: &Address, error: &Error) -> String {
     match error {
         Error::ConnectFailed { source, .. }
-        | Error::Transport(TransportError::Connect { source, .. })
+        | Error::Transport(
+            TransportError::Connect { source, .. } | TransportError::ConnectUnix { source, .. },
+        )
+        | Error::Register(source)
         | Error::Io(source) => {
             format!("cannot connect to {addr}: {}", io_error_text(source))
         }
@@ -233,7 +240,7 @@ fn main() -> ExitCode {
 /// Connects, runs the reactor until the connection is over, and judges how it went. Errors
 /// carry the exit code and a one-line message.
 fn run(args: &Args) -> Result<(), (i32, String)> {
-    let addr = resolve_addr(&args.connect).map_err(|message| (EXIT_USAGE, message))?;
+    let addr = parse_endpoint(&args.connect).map_err(|message| (EXIT_USAGE, message))?;
     let mode = match &args.message {
         None => Mode::Stdin,
         Some(text) => {
@@ -247,8 +254,9 @@ fn run(args: &Args) -> Result<(), (i32, String)> {
 
     let mut reactor = Reactor::new().map_err(startup_failure)?;
     let outcome = Rc::new(RefCell::new(Outcome::default()));
-    let factory = EchoClientFactory { mode: mode.clone(), addr, outcome: outcome.clone() };
-    reactor.connect_tcp(addr, factory).map_err(|e| (EXIT_FAILURE, connect_error(addr, &e)))?;
+    let factory = EchoClientFactory { mode: mode.clone(), addr: addr.clone(), outcome: outcome.clone() };
+    // TCP or Unix: `connect` takes either kind of address.
+    reactor.connect(addr.clone(), factory).map_err(|e| (EXIT_FAILURE, connect_error(&addr, &e)))?;
     // SIGINT/SIGTERM stop the reactor gracefully (the connection is flushed and closed); the
     // flag tells an interrupted run, which exits 0, from a server that hung up early.
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -258,7 +266,7 @@ fn run(args: &Args) -> Result<(), (i32, String)> {
     }
     reactor
         .install_signal_handlers()
-        .map_err(|e| (EXIT_USAGE, format!("cannot handle signals: {}", io_error_text(&e))))?;
+        .map_err(|e| (EXIT_USAGE, format!("cannot handle signals: {}", error_text(&e))))?;
     reactor.run().map_err(run_failure)?;
 
     let outcome = outcome.take();

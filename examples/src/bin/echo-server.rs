@@ -6,8 +6,12 @@
 //! `data_received` through the [`Ctx`](torsion_reactor::Ctx) it is lent.
 //!
 //! Around that, what a real server needs:
-//! * setup failures (bad address, address in use) come back as a `Result` from `listen_tcp`:
-//!   one line on stderr, exit code 2;
+//! * `--listen` takes a TCP address (`127.0.0.1:8000`, `[::1]:8000`, `localhost:8000`) or a
+//!   Unix socket (`unix:/path`, or `unix:@name` in Linux's abstract namespace); the reactor's
+//!   `listen` serves either with the same factory. A stale socket file (its server died) is
+//!   replaced, and the file is removed again when the server stops;
+//! * setup failures (bad address, address in use, a live server already on that Unix path)
+//!   come back as a `Result` from `listen`: one line on stderr, exit code 2;
 //! * the first line of stdout is `listening on <addr>`, with the real port when `--listen`
 //!   asked for port 0, so scripts can find it;
 //! * SIGINT/SIGTERM stop the reactor gracefully (stop accepting, flush and close every
@@ -15,27 +19,28 @@
 //!
 //! ```text
 //! cargo run -p torsion-examples --bin echo-server -- --listen 127.0.0.1:0
+//! cargo run -p torsion-examples --bin echo-server -- --listen unix:/tmp/echo.sock   # nc -U /tmp/echo.sock
 //! RUST_LOG=debug cargo run -p torsion-examples --bin echo-server   # log every connection
 //! ```
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, listen_error, resolve_addr, run_failure, startup_failure,
+    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
     EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_protocols::Echo;
-use torsion_reactor::{Protocol, Reactor};
+use torsion_reactor::{Address, Reactor};
 use tracing::{debug, info};
 
 /// Echoes every byte back to its sender. Stops gracefully on SIGINT or SIGTERM.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on, HOST:PORT (port 0 picks a free port; the first line of stdout
-    /// tells which).
+    /// Address to listen on: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `unix:@NAME` (Linux
+    /// abstract socket). Port 0 picks a free port; the first line of stdout tells which. A stale
+    /// socket file at PATH is replaced; a live server there is an error.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     listen: String,
 }
@@ -48,19 +53,20 @@ fn main() -> ExitCode {
 
 /// Runs the server until a signal stops it. Errors carry the exit code and a one-line message.
 fn serve(args: &Args) -> Result<(), (i32, String)> {
-    let addr = resolve_addr(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let addr = parse_endpoint(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
 
     let mut reactor = Reactor::new().map_err(startup_failure)?;
     // The factory: called once per accepted connection, it builds that connection's protocol.
-    let factory = |peer: SocketAddr| {
+    let factory = |peer: Address| {
         debug!(%peer, "accepted a connection");
-        Some(Box::new(Echo) as Box<dyn Protocol>)
+        Some(Echo)
     };
-    let port = reactor.listen_tcp(addr, factory).map_err(|e| (EXIT_USAGE, listen_error(addr, &e)))?;
+    // TCP or Unix: the same factory, the same protocol.
+    let port = reactor.listen(&addr, factory).map_err(|e| (EXIT_USAGE, listen_error(&addr, &e)))?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 
-    let local = port.local_addr();
-    announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
+    let local = port.local_addr().clone();
+    announce_listening(&local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
     info!(%local, "echo server listening; Ctrl-C (SIGINT) or SIGTERM stops it");
 
     reactor.run().map_err(run_failure)?;

@@ -21,7 +21,8 @@
 //! connection. Echoed lines always end in `\r\n`.
 //!
 //! Otherwise the conventions are echo-server's: the first line of stdout is
-//! `listening on <addr>` (the real port when `--listen` asked for port 0), logs go to stderr
+//! `listening on <addr>` (the real port when `--listen` asked for port 0; `--listen` also takes
+//! `unix:/path` or `unix:@name` for a Unix socket), logs go to stderr
 //! (`RUST_LOG=debug` shows each connection and why it closed), SIGINT/SIGTERM stop it
 //! gracefully with exit code 0, and a startup failure (including a `--max-length` the length
 //! prefix cannot express, such as over 255 for `int8`) is one line on stderr with exit code 2.
@@ -37,19 +38,18 @@
 //! printf 'a\nb\n' | nc -N 127.0.0.1 PORT        # prints a and b, each ending in \r\n
 //! ```
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, listen_error, resolve_addr, run_failure, startup_failure,
+    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
     EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_protocols::framing::{
     IntNStringReceiver, LengthPrefix, LineCtx, LineEndings, LineHandler, LineReceiver, NetstringReceiver,
     StringCtx, StringHandler,
 };
-use torsion_reactor::{DisconnectReason, Protocol, Reactor};
+use torsion_reactor::{Address, DisconnectReason, Protocol, Reactor};
 use tracing::{debug, info};
 
 /// Echoes each received frame back in the same framing; too-long or malformed frames close the
@@ -57,8 +57,8 @@ use tracing::{debug, info};
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on, HOST:PORT (port 0 picks a free port; the first line of stdout
-    /// tells which).
+    /// Address to listen on: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `unix:@NAME` (Linux
+    /// abstract socket). Port 0 picks a free port; the first line of stdout tells which.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     listen: String,
 
@@ -229,19 +229,19 @@ fn main() -> ExitCode {
 
 /// Runs the server until a signal stops it. Errors carry the exit code and a one-line message.
 fn serve(args: &Args) -> Result<(), (i32, String)> {
-    let addr = resolve_addr(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let addr = parse_endpoint(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
     let settings = Settings::from_args(args).map_err(|message| (EXIT_USAGE, message))?;
 
     let mut reactor = Reactor::new().map_err(startup_failure)?;
-    let factory = move |peer: SocketAddr| {
+    let factory = move |peer: Address| {
         debug!(%peer, "accepted a connection");
         Some(build(settings))
     };
-    let port = reactor.listen_tcp(addr, factory).map_err(|e| (EXIT_USAGE, listen_error(addr, &e)))?;
+    let port = reactor.listen(&addr, factory).map_err(|e| (EXIT_USAGE, listen_error(&addr, &e)))?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 
-    let local = port.local_addr();
-    announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
+    let local = port.local_addr().clone();
+    announce_listening(&local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
     let Settings { framing, max_length, line_endings } = settings;
     info!(%local, ?framing, ?max_length, ?line_endings, "frame echo listening; Ctrl-C (SIGINT) or SIGTERM stops it");
 

@@ -1,4 +1,5 @@
-//! `proxy`: a TCP port forwarder, in the style of Twisted's `portforward`.
+//! `proxy`: a port forwarder, in the style of Twisted's `portforward`, over TCP or Unix
+//! sockets on either side.
 //!
 //! The idea it teaches is **producer/consumer across two connections**. Every accepted client
 //! gets an outbound connection to `--target`; bytes read on either side are written to the
@@ -14,6 +15,9 @@
 //! other, and a backend that cannot be reached closes the client.
 //!
 //! Around that, the same conventions as `echo-server`:
+//! * `--listen` and `--target` each take a TCP address (`127.0.0.1:8000`, `[::1]:8000`,
+//!   `localhost:8000`) or a Unix socket (`unix:/path`, `unix:@name`), so the proxy also bridges
+//!   a Unix socket to a TCP port and back;
 //! * setup failures (bad address, address in use): one line on stderr, exit code 2;
 //! * the first line of stdout is `listening on <addr>` (the real port when `--listen` asked
 //!   for port 0);
@@ -23,6 +27,7 @@
 //! ```text
 //! cargo run -p torsion-examples --bin echo-server -- --listen 127.0.0.1:8000 &
 //! cargo run -p torsion-examples --bin proxy -- --listen 127.0.0.1:8001 --target 127.0.0.1:8000
+//! cargo run -p torsion-examples --bin proxy -- --listen unix:/tmp/echo.sock --target 127.0.0.1:8000
 //! RUST_LOG=debug cargo run -p torsion-examples --bin proxy -- --target 127.0.0.1:8000
 //! ```
 
@@ -31,7 +36,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use torsion_examples::proxy::Proxy;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, listen_error, resolve_addr, run_failure, startup_failure,
+    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
     EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::Reactor;
@@ -42,11 +47,12 @@ use tracing::info;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on, HOST:PORT (port 0 picks a free port; the first line of stdout
-    /// tells which).
+    /// Address to listen on: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `unix:@NAME` (Linux
+    /// abstract socket). Port 0 picks a free port; the first line of stdout tells which.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8001")]
     listen: String,
-    /// Address to forward each connection to, HOST:PORT.
+    /// Address to forward each connection to: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or
+    /// `unix:@NAME`.
     #[arg(long, value_name = "ADDR")]
     target: String,
 }
@@ -59,16 +65,17 @@ fn main() -> ExitCode {
 
 /// Runs the proxy until a signal stops it. Errors carry the exit code and a one-line message.
 fn serve(args: &Args) -> Result<(), (i32, String)> {
-    let listen = resolve_addr(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
-    let target = resolve_addr(&args.target).map_err(|message| (EXIT_USAGE, message))?;
+    let listen = parse_endpoint(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let target = parse_endpoint(&args.target).map_err(|message| (EXIT_USAGE, message))?;
 
     let mut reactor = Reactor::new().map_err(startup_failure)?;
-    let port =
-        reactor.listen_tcp(listen, Proxy::new(target)).map_err(|e| (EXIT_USAGE, listen_error(listen, &e)))?;
+    let port = reactor
+        .listen(&listen, Proxy::new(target.clone()))
+        .map_err(|e| (EXIT_USAGE, listen_error(&listen, &e)))?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 
-    let local = port.local_addr();
-    announce_listening(local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
+    let local = port.local_addr().clone();
+    announce_listening(&local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
     info!(%local, %target, "proxy listening; Ctrl-C (SIGINT) or SIGTERM stops it");
 
     reactor.run().map_err(run_failure)?;

@@ -1,11 +1,15 @@
 //! What the process tests share: a child that is always reaped, bounded waits on it, the
-//! `listening on <addr>` handshake, and bounded runs of a command to completion.
+//! `listening on <addr>` handshake (TCP or Unix), unique temporary socket paths, and bounded
+//! runs of a command to completion.
 
 #![allow(dead_code)] // Each test file uses a different part.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -81,9 +85,9 @@ pub struct Listening {
     pub stdout: mpsc::Receiver<String>,
 }
 
-/// Starts `program` with `args` (which should listen on 127.0.0.1 port 0) and reads the real
-/// address from its first stdout line, checking that line's form.
-pub fn start_listening(program: &str, args: &[&str]) -> Listening {
+/// Starts `program` with `args` and returns it with its first stdout line and the reader of
+/// the lines after it.
+pub fn start_announcing(program: &str, args: &[&str]) -> (ChildGuard, String, mpsc::Receiver<String>) {
     let child = command(program, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -98,6 +102,13 @@ pub fn start_listening(program: &str, args: &[&str]) -> Listening {
             panic!("no first line from {program} ({e}); exit status so far: {status:?}");
         }
     };
+    (process, first, stdout)
+}
+
+/// Starts `program` with `args` (which should listen on 127.0.0.1 port 0) and reads the real
+/// address from its first stdout line, checking that line's form.
+pub fn start_listening(program: &str, args: &[&str]) -> Listening {
+    let (process, first, stdout) = start_announcing(program, args);
     let addr = first
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("first line must be `listening on <addr>`, got {first:?}"));
@@ -105,6 +116,72 @@ pub fn start_listening(program: &str, args: &[&str]) -> Listening {
     assert_eq!(addr.ip().to_string(), "127.0.0.1", "{first:?}");
     assert_ne!(addr.port(), 0, "the real port is announced, not 0: {first:?}");
     Listening { process, addr, stdout }
+}
+
+/// A running server binary listening on a Unix socket.
+pub struct UnixListening {
+    /// The process.
+    pub process: ChildGuard,
+    /// Lines after the first; kept so the pipe stays open.
+    pub stdout: mpsc::Receiver<String>,
+}
+
+/// Starts `program` with `args` (which should include `--listen unix:<path>`) and checks that
+/// its first stdout line is `listening on unix:<path>` and that the socket file exists.
+pub fn start_listening_unix(program: &str, args: &[&str], path: &Path) -> UnixListening {
+    let (process, first, stdout) = start_announcing(program, args);
+    assert_eq!(first, format!("listening on unix:{}", path.display()), "the first line names the socket");
+    assert!(is_socket(path), "{} is a socket file once the server announced it", path.display());
+    UnixListening { process, stdout }
+}
+
+/// Whether `path` is a Unix socket file (not following symbolic links).
+pub fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).map(|m| m.file_type().is_socket()).unwrap_or(false)
+}
+
+/// The inode of the file at `path`, to tell one socket file from another at the same path.
+pub fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).ino()
+}
+
+/// A unique path for a Unix socket under the temp directory (this process's pid and a
+/// counter), removed (if still there) when dropped.
+pub struct TempSocket {
+    /// The path; nothing is created there.
+    pub path: PathBuf,
+}
+
+impl TempSocket {
+    /// A fresh path ending in `-{tag}.sock`; nothing is at it yet.
+    pub fn new(tag: &str) -> TempSocket {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("torsion-ex-{}-{n}-{tag}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        TempSocket { path }
+    }
+
+    /// `unix:<path>`, as the examples take it.
+    pub fn endpoint(&self) -> String {
+        format!("unix:{}", self.path.display())
+    }
+}
+
+impl Drop for TempSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A blocking Unix-socket client with read and write timeouts of [`WAIT`].
+pub fn connect_unix(path: &Path) -> UnixStream {
+    let stream = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect to {}: {e}", path.display()));
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_write_timeout(Some(WAIT)).unwrap();
+    stream
 }
 
 /// A blocking client with read and write timeouts of [`WAIT`].
@@ -137,4 +214,51 @@ pub fn run_bounded(mut cmd: Command, what: &str) -> Output {
 /// Lossy UTF-8, for messages.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A stream that can be cloned and half-closed: [`TcpStream`] and [`UnixStream`].
+pub trait Duplex: Read + std::io::Write + Send + Sized + 'static {
+    /// A second handle on the same socket.
+    fn clone_stream(&self) -> Self;
+    /// Sends FIN (shuts the write side down).
+    fn close_write(&self) -> std::io::Result<()>;
+}
+
+impl Duplex for TcpStream {
+    fn clone_stream(&self) -> Self {
+        self.try_clone().expect("clone the stream")
+    }
+    fn close_write(&self) -> std::io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+impl Duplex for UnixStream {
+    fn clone_stream(&self) -> Self {
+        self.try_clone().expect("clone the stream")
+    }
+    fn close_write(&self) -> std::io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// Writes `data` then FIN on a thread while reading on this one until EOF; returns what was
+/// read. Reads are bounded by the stream's read timeout.
+pub fn send_all_then_read_to_end<S: Duplex>(stream: S, data: &[u8]) -> Vec<u8> {
+    let mut writer = stream.clone_stream();
+    let out = data.to_vec();
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        writer.write_all(&out)?;
+        writer.close_write()
+    });
+    let mut got = Vec::with_capacity(data.len());
+    let mut reader = stream;
+    reader.read_to_end(&mut got).expect("the echo, then EOF after our FIN");
+    sender.join().unwrap().expect("write, then half-close");
+    got
+}
+
+/// Deterministic bytes covering every value.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect()
 }

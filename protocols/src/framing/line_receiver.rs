@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use torsion_reactor::{Ctx, DisconnectReason, Protocol, TimerId};
 
-use super::deadline::FrameDeadline;
+use super::gate::{Eof, Gate, Input};
 use super::{FrameError, LineDecoder, LineEndings};
 
 /// What a line protocol does with lines (Twisted's `LineReceiver` subclass methods). Every
@@ -51,7 +51,7 @@ pub trait LineHandler: 'static {
         let _ = (lx, reason);
     }
 
-    /// A timer made with `lx.call_later` fired.
+    /// A timer made with `lx.set_timer` fired.
     fn timer_fired(&mut self, lx: &mut LineCtx<'_, '_>, timer: TimerId) {
         let _ = (lx, timer);
     }
@@ -75,29 +75,15 @@ struct Control {
     delimiter: Box<[u8]>,
     max_length: usize,
     raw: bool,
-    /// Paused by the handler.
-    paused: bool,
-    /// Paused because the write buffer is full (`pause_producing`).
-    producer_paused: bool,
-    /// Closed through the receiver: deliver nothing more.
-    closed: bool,
-    /// The peer's FIN arrived while lines were held back.
-    eof_pending: bool,
-    /// The peer's FIN arrived: no frame can complete any more.
-    eof_seen: bool,
+    /// Pause, close, held-back EOF and the line deadline.
+    gate: Gate,
     ops: Vec<LineOp>,
     /// Address and length of the raw chunk being delivered, during `raw_data_received`.
     raw_chunk: Option<(usize, usize)>,
 }
 
-impl Control {
-    fn delivering(&self) -> bool {
-        !(self.paused || self.producer_paused || self.closed)
-    }
-}
-
 /// The context a [`LineHandler`] gets: the reactor's [`Ctx`] (through `Deref`, so
-/// `lx.transport()`, `lx.call_later(..)` work) and the line receiver's controls.
+/// `lx.transport()`, `lx.set_timer(..)` work) and the line receiver's controls.
 ///
 /// Mode and buffer changes (`set_raw_mode`, `set_line_mode`, `clear_line_buffer`,
 /// `set_max_length`) take effect when the current callback returns, in the order made, and
@@ -217,23 +203,19 @@ impl<'b> LineCtx<'_, 'b> {
     /// `lx.transport().pause_reading()` alone only stops the socket: lines already received
     /// (the rest of the current chunk) are still delivered.
     pub fn pause(&mut self) {
-        self.ctl.paused = true;
-        self.cx.transport().pause_reading();
+        self.ctl.gate.pause(self.cx);
     }
 
     /// Undoes [`pause`](LineCtx::pause). Lines already buffered are delivered as soon as the
     /// current callback returns, without waiting for more input; then reading resumes (unless
     /// the write buffer is still full).
     pub fn resume(&mut self) {
-        self.ctl.paused = false;
-        if !self.ctl.producer_paused {
-            self.cx.transport().resume_reading();
-        }
+        self.ctl.gate.resume(self.cx);
     }
 
     /// True while paused by [`pause`](LineCtx::pause).
     pub fn is_paused(&self) -> bool {
-        self.ctl.paused
+        self.ctl.gate.is_paused()
     }
 
     /// The longest accepted line, not counting the delimiter.
@@ -255,20 +237,17 @@ impl<'b> LineCtx<'_, 'b> {
     /// Closes cleanly (flush, then FIN) and delivers no more lines. Closing straight through
     /// `lx.transport()` works too: the receiver notices it when the callback returns.
     pub fn lose_connection(&mut self) {
-        self.ctl.closed = true;
-        self.cx.transport().lose_connection();
+        self.ctl.gate.lose_connection(self.cx);
     }
 
     /// Closes cleanly, reporting `reason` to `connection_lost`, and delivers no more lines.
     pub fn lose_connection_with(&mut self, reason: DisconnectReason) {
-        self.ctl.closed = true;
-        self.cx.transport().lose_connection_with(reason);
+        self.ctl.gate.lose_connection_with(self.cx, reason);
     }
 
     /// Aborts the connection (RST) and delivers no more lines.
     pub fn abort_connection(&mut self) {
-        self.ctl.closed = true;
-        self.cx.transport().abort_connection();
+        self.ctl.gate.abort_connection(self.cx);
     }
 }
 
@@ -305,7 +284,6 @@ impl<'b> LineCtx<'_, 'b> {
 /// ```
 /// use torsion_protocols::framing::{LineCtx, LineHandler, LineReceiver};
 /// use torsion_reactor::testing::Harness;
-/// use torsion_reactor::Protocol;
 ///
 /// struct Shout;
 /// impl LineHandler for Shout {
@@ -315,7 +293,7 @@ impl<'b> LineCtx<'_, 'b> {
 /// }
 ///
 /// let mut h = Harness::new();
-/// let id = h.accept(&mut |_| Some(Box::new(LineReceiver::new(Shout)) as Box<dyn Protocol>)).unwrap();
+/// let id = h.accept(&mut |_| Some(LineReceiver::new(Shout))).unwrap();
 /// h.feed(id, b"hello\r\nwor");
 /// h.feed(id, b"ld\r\n");
 /// assert_eq!(h.take_written(id), b"HELLO\r\nWORLD\r\n");
@@ -325,7 +303,6 @@ pub struct LineReceiver<H> {
     handler: H,
     decoder: LineDecoder,
     ctl: Control,
-    deadline: FrameDeadline,
 }
 
 impl<H: LineHandler> LineReceiver<H> {
@@ -340,15 +317,11 @@ impl<H: LineHandler> LineReceiver<H> {
             delimiter: decoder.delimiter().into(),
             max_length: decoder.max_length(),
             raw: false,
-            paused: false,
-            producer_paused: false,
-            closed: false,
-            eof_pending: false,
-            eof_seen: false,
+            gate: Gate::default(),
             ops: Vec::new(),
             raw_chunk: None,
         };
-        LineReceiver { handler, decoder, ctl, deadline: FrameDeadline::default() }
+        LineReceiver { handler, decoder, ctl }
     }
 
     /// Sets the delimiter (builder form).
@@ -374,7 +347,7 @@ impl<H: LineHandler> LineReceiver<H> {
 
     /// Sets the per-line deadline (builder form).
     pub fn with_frame_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline.set_limit(Some(deadline));
+        self.ctl.gate.set_frame_deadline(Some(deadline));
         self
     }
 
@@ -401,12 +374,12 @@ impl<H: LineHandler> LineReceiver<H> {
     /// Sets (or with `None` removes, the default) the time a line may take from its first byte
     /// to its delimiter.
     pub fn set_frame_deadline(&mut self, deadline: Option<Duration>) {
-        self.deadline.set_limit(deadline);
+        self.ctl.gate.set_frame_deadline(deadline);
     }
 
     /// The per-line deadline, if any.
     pub fn frame_deadline(&self) -> Option<Duration> {
-        self.deadline.limit()
+        self.ctl.gate.frame_deadline()
     }
 
     /// The decoder (limits, buffered bytes, counters).
@@ -436,7 +409,7 @@ impl<H: LineHandler> LineReceiver<H> {
     /// use torsion_protocols::policies::TimeoutProtocol;
     /// use torsion_protocols::{LineCtx, LineHandler, LineReceiver};
     /// use torsion_reactor::testing::Harness;
-    /// use torsion_reactor::{DisconnectReason, Protocol};
+    /// use torsion_reactor::DisconnectReason;
     ///
     /// struct Quiet;
     /// impl LineHandler for Quiet {
@@ -450,12 +423,12 @@ impl<H: LineHandler> LineReceiver<H> {
     ///             lx.lose_connection_with(DisconnectReason::TimedOut);
     ///         });
     ///     });
-    /// let mut protocol = Some(Box::new(protocol) as Box<dyn Protocol>);
+    /// let mut protocol = Some(protocol);
     /// let mut h = Harness::new();
     /// let id = h.accept(&mut move |_| protocol.take()).unwrap();
     /// h.advance(Duration::from_secs(5));
     /// assert_eq!(h.take_written(id), b"idle for 5 s, goodbye\r\n");
-    /// assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+    /// assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
     /// ```
     pub fn call_handler<R>(
         &mut self,
@@ -481,15 +454,43 @@ impl<H: LineHandler> LineReceiver<H> {
         }
     }
 
+    /// A chunk that arrived while delivering: raw bytes or lines go to the handler straight
+    /// from the reactor's buffer while nothing changes the parse; the rest is kept for `pump`.
+    fn deliver(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        if self.ctl.raw && self.decoder.buffered_len() == 0 {
+            // Raw mode with nothing held back: hand the reactor's slice over without copying.
+            self.ctl.raw_chunk = Some((data.as_ptr() as usize, data.len()));
+            self.handler.raw_data_received(&mut LineCtx { cx, ctl: &mut self.ctl }, data);
+            self.ctl.raw_chunk = None;
+            if let Some(LineOp::LineAt(at)) = self.ctl.ops.first() {
+                self.decoder.push(&data[*at..]);
+            }
+        } else if !self.ctl.raw {
+            // Lines straight from the reactor's buffer while nothing changes the parse; the
+            // rest (after a pause or a mode switch) is kept and handled by `pump`.
+            let (handler, ctl) = (&mut self.handler, &mut self.ctl);
+            self.decoder.feed_with(data, |next| {
+                let mut lx = LineCtx { cx: &mut *cx, ctl: &mut *ctl };
+                match next {
+                    Ok(line) => handler.line_received(&mut lx, line),
+                    Err(FrameError::LineTooLong { .. }) => handler.line_length_exceeded(&mut lx),
+                    Err(e) => lx.lose_connection_with(DisconnectReason::ProtocolError(e.to_string())),
+                }
+                if ctl.ops.is_empty() && !ctl.raw && ctl.gate.may_continue(cx) {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            });
+        } else {
+            self.decoder.push(data);
+        }
+    }
+
     /// Delivers whatever can be delivered, then settles EOF and the frame deadline.
     fn pump(&mut self, cx: &mut Ctx<'_>) {
         self.apply();
-        while self.ctl.delivering() {
-            if cx.transport().is_closing() {
-                // The handler closed straight through the transport: deliver nothing more.
-                self.ctl.closed = true;
-                break;
-            }
+        while self.ctl.gate.may_deliver(cx) {
             if self.ctl.raw {
                 if self.decoder.buffered_len() == 0 {
                     break;
@@ -519,17 +520,15 @@ impl<H: LineHandler> LineReceiver<H> {
             }
             self.apply();
         }
-        if self.ctl.eof_pending && self.ctl.delivering() {
-            self.ctl.eof_pending = false;
+        if self.ctl.gate.take_held_eof() {
             let keep = self.handler.eof_received(&mut LineCtx { cx, ctl: &mut self.ctl });
             if !keep {
                 cx.transport().lose_connection();
             }
             self.apply();
         }
-        let active =
-            self.ctl.delivering() && !self.ctl.eof_seen && !self.ctl.raw && self.decoder.is_mid_frame();
-        self.deadline.update(cx, active, self.decoder.frames());
+        let mid_line = !self.ctl.raw && self.decoder.is_mid_frame();
+        self.ctl.gate.settle_deadline(cx, mid_line, self.decoder.frames());
     }
 }
 
@@ -540,73 +539,36 @@ impl<H: LineHandler> Protocol for LineReceiver<H> {
     }
 
     fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
-        if self.ctl.closed {
-            return;
-        }
-        if !self.ctl.delivering() {
-            self.decoder.push(data);
-            // Someone else resumed reading while we hold lines back: hold the socket too.
-            cx.transport().pause_reading();
-        } else if self.ctl.raw && self.decoder.buffered_len() == 0 {
-            // Raw mode with nothing held back: hand the reactor's slice over without copying.
-            self.ctl.raw_chunk = Some((data.as_ptr() as usize, data.len()));
-            self.handler.raw_data_received(&mut LineCtx { cx, ctl: &mut self.ctl }, data);
-            self.ctl.raw_chunk = None;
-            if let Some(LineOp::LineAt(at)) = self.ctl.ops.first() {
-                self.decoder.push(&data[*at..]);
-            }
-        } else if !self.ctl.raw {
-            // Lines straight from the reactor's buffer while nothing changes the parse; the
-            // rest (after a pause or a mode switch) is kept and handled by `pump`.
-            let (handler, ctl) = (&mut self.handler, &mut self.ctl);
-            self.decoder.feed_with(data, |next| {
-                let mut lx = LineCtx { cx: &mut *cx, ctl: &mut *ctl };
-                match next {
-                    Ok(line) => handler.line_received(&mut lx, line),
-                    Err(FrameError::LineTooLong { .. }) => handler.line_length_exceeded(&mut lx),
-                    Err(e) => lx.lose_connection_with(DisconnectReason::ProtocolError(e.to_string())),
-                }
-                if ctl.ops.is_empty() && ctl.delivering() && !ctl.raw && !cx.transport().is_closing() {
-                    ControlFlow::Continue(())
-                } else {
-                    ControlFlow::Break(())
-                }
-            });
-        } else {
-            self.decoder.push(data);
+        match self.ctl.gate.on_data(cx) {
+            Input::Drop => return,
+            // Lines are held back (and reading paused again, should someone else have resumed
+            // it): keep the bytes for `pump`.
+            Input::Hold => self.decoder.push(data),
+            Input::Deliver => self.deliver(cx, data),
         }
         self.pump(cx);
     }
 
     fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
-        if self.ctl.closed {
-            return false;
-        }
-        self.ctl.eof_seen = true;
-        if self.ctl.delivering() {
-            let keep = self.handler.eof_received(&mut LineCtx { cx, ctl: &mut self.ctl });
-            self.pump(cx);
-            keep
-        } else {
-            // Lines are held back: report the FIN after them, keeping the write side open.
-            self.ctl.eof_pending = true;
-            true
+        match self.ctl.gate.on_eof() {
+            Eof::Ignore => false,
+            Eof::Deliver => {
+                let keep = self.handler.eof_received(&mut LineCtx { cx, ctl: &mut self.ctl });
+                self.pump(cx);
+                keep
+            }
+            // Lines are held back: the FIN is reported after them, keeping the write side open.
+            Eof::Held => true,
         }
     }
 
     fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
-        self.ctl.closed = true;
+        self.ctl.gate.on_connection_lost();
         self.handler.connection_lost(&mut LineCtx { cx, ctl: &mut self.ctl }, reason);
     }
 
     fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
-        if self.deadline.fired(timer) {
-            if !self.ctl.closed {
-                let limit = self.deadline.limit().unwrap_or_default();
-                tracing::debug!(?limit, "line not complete within its deadline; closing");
-                self.ctl.closed = true;
-                cx.transport().lose_connection_with(DisconnectReason::TimedOut);
-            }
+        if self.ctl.gate.on_timer(cx, timer, "line") {
             return;
         }
         self.handler.timer_fired(&mut LineCtx { cx, ctl: &mut self.ctl }, timer);
@@ -614,16 +576,12 @@ impl<H: LineHandler> Protocol for LineReceiver<H> {
     }
 
     fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
-        self.ctl.producer_paused = true;
-        cx.transport().pause_reading();
+        self.ctl.gate.pause_producing(cx);
         self.pump(cx);
     }
 
     fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
-        self.ctl.producer_paused = false;
-        if !self.ctl.paused && !self.ctl.closed {
-            cx.transport().resume_reading();
-        }
+        self.ctl.gate.resume_producing(cx);
         self.pump(cx);
     }
 }

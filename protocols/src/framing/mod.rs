@@ -47,7 +47,6 @@
 //! ```
 //! use torsion_protocols::framing::{LineDecoder, LineCtx, LineHandler, LineReceiver, NetstringDecoder};
 //! use torsion_reactor::testing::Harness;
-//! use torsion_reactor::Protocol;
 //!
 //! // A pure decoder, fed by hand.
 //! let mut netstrings = NetstringDecoder::new();
@@ -63,7 +62,7 @@
 //! let mut h = Harness::new();
 //! let mut factory = |_| {
 //!     let decoder = LineDecoder::new().with_max_length(100);
-//!     Some(Box::new(LineReceiver::with_decoder(Count, decoder)) as Box<dyn Protocol>)
+//!     Some(LineReceiver::with_decoder(Count, decoder))
 //! };
 //! let id = h.accept(&mut factory).unwrap();
 //! h.feed(id, b"four\r\nfive5\r");
@@ -73,8 +72,8 @@
 
 use std::ops::ControlFlow;
 
-mod deadline;
 mod error;
+mod gate;
 mod int_prefixed;
 mod line;
 mod line_receiver;

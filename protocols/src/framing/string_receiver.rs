@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use torsion_reactor::{Ctx, DisconnectReason, Protocol, TimerId};
 
-use super::deadline::FrameDeadline;
+use super::gate::{Eof, Gate, Input};
 use super::{
     Endianness, FrameError, IntNDecoder, IntNEncoder, LengthPrefix, NetstringDecoder, StringDecoder,
     StringEncoder,
@@ -49,7 +49,7 @@ pub trait StringHandler: 'static {
         let _ = (sx, reason);
     }
 
-    /// A timer made with `sx.call_later` fired.
+    /// A timer made with `sx.set_timer` fired.
     fn timer_fired(&mut self, sx: &mut StringCtx<'_, '_>, timer: TimerId) {
         let _ = (sx, timer);
     }
@@ -69,23 +69,13 @@ macro_rules! sx {
 /// The receiver's state that handlers may change through [`StringCtx`].
 #[derive(Debug)]
 struct Control {
-    paused: bool,
-    producer_paused: bool,
-    closed: bool,
-    eof_pending: bool,
-    /// The peer's FIN arrived: no frame can complete any more.
-    eof_seen: bool,
+    /// Pause, close, held-back EOF and the string deadline.
+    gate: Gate,
     new_max_length: Option<usize>,
 }
 
-impl Control {
-    fn delivering(&self) -> bool {
-        !(self.paused || self.producer_paused || self.closed)
-    }
-}
-
 /// The context a [`StringHandler`] gets: the reactor's [`Ctx`] (through `Deref`, so
-/// `sx.transport()`, `sx.call_later(..)` work) and the string receiver's controls.
+/// `sx.transport()`, `sx.set_timer(..)` work) and the string receiver's controls.
 pub struct StringCtx<'a, 'b> {
     cx: &'a mut Ctx<'b>,
     ctl: &'a mut Control,
@@ -144,22 +134,18 @@ impl<'b> StringCtx<'_, 'b> {
     /// `sx.transport().pause_reading()` alone only stops the socket: strings already received
     /// (the rest of the current chunk) are still delivered.
     pub fn pause(&mut self) {
-        self.ctl.paused = true;
-        self.cx.transport().pause_reading();
+        self.ctl.gate.pause(self.cx);
     }
 
     /// Undoes [`pause`](StringCtx::pause). Strings already buffered are delivered as soon as
     /// the current callback returns, without waiting for more input.
     pub fn resume(&mut self) {
-        self.ctl.paused = false;
-        if !self.ctl.producer_paused {
-            self.cx.transport().resume_reading();
-        }
+        self.ctl.gate.resume(self.cx);
     }
 
     /// True while paused by [`pause`](StringCtx::pause).
     pub fn is_paused(&self) -> bool {
-        self.ctl.paused
+        self.ctl.gate.is_paused()
     }
 
     /// The longest accepted string.
@@ -176,20 +162,17 @@ impl<'b> StringCtx<'_, 'b> {
     /// Closes cleanly (flush, then FIN) and delivers no more strings. Closing straight through
     /// `sx.transport()` works too: the receiver notices it when the callback returns.
     pub fn lose_connection(&mut self) {
-        self.ctl.closed = true;
-        self.cx.transport().lose_connection();
+        self.ctl.gate.lose_connection(self.cx);
     }
 
     /// Closes cleanly, reporting `reason` to `connection_lost`, and delivers no more strings.
     pub fn lose_connection_with(&mut self, reason: DisconnectReason) {
-        self.ctl.closed = true;
-        self.cx.transport().lose_connection_with(reason);
+        self.ctl.gate.lose_connection_with(self.cx, reason);
     }
 
     /// Aborts the connection (RST) and delivers no more strings.
     pub fn abort_connection(&mut self) {
-        self.ctl.closed = true;
-        self.cx.transport().abort_connection();
+        self.ctl.gate.abort_connection(self.cx);
     }
 }
 
@@ -214,7 +197,6 @@ impl<'b> StringCtx<'_, 'b> {
 /// ```
 /// use torsion_protocols::framing::{IntNStringReceiver, StringCtx, StringHandler};
 /// use torsion_reactor::testing::Harness;
-/// use torsion_reactor::Protocol;
 ///
 /// struct Reverse;
 /// impl StringHandler for Reverse {
@@ -225,7 +207,7 @@ impl<'b> StringCtx<'_, 'b> {
 /// }
 ///
 /// let mut h = Harness::new();
-/// let id = h.accept(&mut |_| Some(Box::new(IntNStringReceiver::int16(Reverse)) as Box<dyn Protocol>)).unwrap();
+/// let id = h.accept(&mut |_| Some(IntNStringReceiver::int16(Reverse))).unwrap();
 /// h.feed(id, b"\x00\x03ab");
 /// h.feed(id, b"c");
 /// assert_eq!(h.take_written(id), b"\x00\x03cba");
@@ -236,7 +218,6 @@ pub struct StringReceiver<D: StringDecoder, H> {
     decoder: D,
     encoder: D::Encoder,
     ctl: Control,
-    deadline: FrameDeadline,
 }
 
 /// Length-prefixed strings (Twisted's `Int8StringReceiver`, `Int16StringReceiver`,
@@ -298,15 +279,8 @@ impl<D: StringDecoder, H: StringHandler> StringReceiver<D, H> {
     /// A receiver around a configured decoder.
     pub fn with_decoder(handler: H, decoder: D) -> Self {
         let encoder = decoder.encoder();
-        let ctl = Control {
-            paused: false,
-            producer_paused: false,
-            closed: false,
-            eof_pending: false,
-            eof_seen: false,
-            new_max_length: None,
-        };
-        StringReceiver { handler, decoder, encoder, ctl, deadline: FrameDeadline::default() }
+        let ctl = Control { gate: Gate::default(), new_max_length: None };
+        StringReceiver { handler, decoder, encoder, ctl }
     }
 
     /// Sets the longest accepted string (builder form).
@@ -317,7 +291,7 @@ impl<D: StringDecoder, H: StringHandler> StringReceiver<D, H> {
 
     /// Sets the per-string deadline (builder form).
     pub fn with_frame_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline.set_limit(Some(deadline));
+        self.ctl.gate.set_frame_deadline(Some(deadline));
         self
     }
 
@@ -335,12 +309,12 @@ impl<D: StringDecoder, H: StringHandler> StringReceiver<D, H> {
     /// Sets (or with `None` removes, the default) the time a string may take from its first
     /// byte to its last.
     pub fn set_frame_deadline(&mut self, deadline: Option<Duration>) {
-        self.deadline.set_limit(deadline);
+        self.ctl.gate.set_frame_deadline(deadline);
     }
 
     /// The per-string deadline, if any.
     pub fn frame_deadline(&self) -> Option<Duration> {
-        self.deadline.limit()
+        self.ctl.gate.frame_deadline()
     }
 
     /// The decoder.
@@ -381,15 +355,32 @@ impl<D: StringDecoder, H: StringHandler> StringReceiver<D, H> {
         }
     }
 
+    /// A chunk that arrived while delivering: strings go to the handler straight from the
+    /// reactor's buffer until something changes; the rest is kept for `pump`.
+    fn deliver(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        let max_length = self.decoder.max_length();
+        let (handler, ctl, encoder) = (&mut self.handler, &mut self.ctl, &self.encoder);
+        self.decoder.feed_with(data, |next| {
+            let mut sx = StringCtx { cx: &mut *cx, ctl: &mut *ctl, encoder, max_length };
+            match next {
+                Ok(data) => handler.string_received(&mut sx, data),
+                Err(FrameError::LengthLimitExceeded { length, .. }) => {
+                    handler.length_limit_exceeded(&mut sx, length)
+                }
+                Err(e) => sx.lose_connection_with(DisconnectReason::ProtocolError(e.to_string())),
+            }
+            if ctl.new_max_length.is_none() && ctl.gate.may_continue(cx) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        });
+    }
+
     /// Delivers whatever can be delivered, then settles EOF and the frame deadline.
     fn pump(&mut self, cx: &mut Ctx<'_>) {
         self.apply();
-        while self.ctl.delivering() {
-            if cx.transport().is_closing() {
-                // The handler closed straight through the transport: deliver nothing more.
-                self.ctl.closed = true;
-                break;
-            }
+        while self.ctl.gate.may_deliver(cx) {
             let max_length = self.decoder.max_length();
             let Some(next) = self.decoder.next_string() else { break };
             let mut sx = sx!(self, cx, max_length);
@@ -402,16 +393,14 @@ impl<D: StringDecoder, H: StringHandler> StringReceiver<D, H> {
             }
             self.apply();
         }
-        if self.ctl.eof_pending && self.ctl.delivering() {
-            self.ctl.eof_pending = false;
+        if self.ctl.gate.take_held_eof() {
             let keep = self.handler.eof_received(&mut sx!(self, cx));
             if !keep {
                 cx.transport().lose_connection();
             }
             self.apply();
         }
-        let active = self.ctl.delivering() && !self.ctl.eof_seen && self.decoder.is_mid_frame();
-        self.deadline.update(cx, active, self.decoder.frames());
+        self.ctl.gate.settle_deadline(cx, self.decoder.is_mid_frame(), self.decoder.frames());
     }
 }
 
@@ -422,65 +411,37 @@ impl<D: StringDecoder, H: StringHandler> Protocol for StringReceiver<D, H> {
     }
 
     fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
-        if self.ctl.closed {
-            return;
-        }
-        if !self.ctl.delivering() {
-            self.decoder.push(data);
-            // Someone else resumed reading while we hold strings back: hold the socket too.
-            cx.transport().pause_reading();
-        } else {
-            // Strings straight from the reactor's buffer until something changes; the rest is
-            // kept and handled by `pump`.
-            let max_length = self.decoder.max_length();
-            let (handler, ctl, encoder) = (&mut self.handler, &mut self.ctl, &self.encoder);
-            self.decoder.feed_with(data, |next| {
-                let mut sx = StringCtx { cx: &mut *cx, ctl: &mut *ctl, encoder, max_length };
-                match next {
-                    Ok(data) => handler.string_received(&mut sx, data),
-                    Err(FrameError::LengthLimitExceeded { length, .. }) => {
-                        handler.length_limit_exceeded(&mut sx, length)
-                    }
-                    Err(e) => sx.lose_connection_with(DisconnectReason::ProtocolError(e.to_string())),
-                }
-                if ctl.delivering() && ctl.new_max_length.is_none() && !cx.transport().is_closing() {
-                    ControlFlow::Continue(())
-                } else {
-                    ControlFlow::Break(())
-                }
-            });
+        match self.ctl.gate.on_data(cx) {
+            Input::Drop => return,
+            // Strings are held back (and reading paused again, should someone else have
+            // resumed it): keep the bytes for `pump`.
+            Input::Hold => self.decoder.push(data),
+            Input::Deliver => self.deliver(cx, data),
         }
         self.pump(cx);
     }
 
     fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
-        if self.ctl.closed {
-            return false;
-        }
-        self.ctl.eof_seen = true;
-        if self.ctl.delivering() {
-            let keep = self.handler.eof_received(&mut sx!(self, cx));
-            self.pump(cx);
-            keep
-        } else {
-            self.ctl.eof_pending = true;
-            true
+        match self.ctl.gate.on_eof() {
+            Eof::Ignore => false,
+            Eof::Deliver => {
+                let keep = self.handler.eof_received(&mut sx!(self, cx));
+                self.pump(cx);
+                keep
+            }
+            // Strings are held back: the FIN is reported after them, keeping the write side
+            // open.
+            Eof::Held => true,
         }
     }
 
     fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
-        self.ctl.closed = true;
+        self.ctl.gate.on_connection_lost();
         self.handler.connection_lost(&mut sx!(self, cx), reason);
     }
 
     fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
-        if self.deadline.fired(timer) {
-            if !self.ctl.closed {
-                let limit = self.deadline.limit().unwrap_or_default();
-                tracing::debug!(?limit, "string not complete within its deadline; closing");
-                self.ctl.closed = true;
-                cx.transport().lose_connection_with(DisconnectReason::TimedOut);
-            }
+        if self.ctl.gate.on_timer(cx, timer, "string") {
             return;
         }
         self.handler.timer_fired(&mut sx!(self, cx), timer);
@@ -488,16 +449,12 @@ impl<D: StringDecoder, H: StringHandler> Protocol for StringReceiver<D, H> {
     }
 
     fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
-        self.ctl.producer_paused = true;
-        cx.transport().pause_reading();
+        self.ctl.gate.pause_producing(cx);
         self.pump(cx);
     }
 
     fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
-        self.ctl.producer_paused = false;
-        if !self.ctl.paused && !self.ctl.closed {
-            cx.transport().resume_reading();
-        }
+        self.ctl.gate.resume_producing(cx);
         self.pump(cx);
     }
 }

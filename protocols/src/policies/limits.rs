@@ -4,11 +4,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use torsion_reactor::{Ctx, DisconnectReason, Factory, Protocol, TimerId};
+use torsion_reactor::{Address, Ctx, DisconnectReason, Factory, Protocol, Wrapper};
 
 /// Default cap on a [`LimitConnectionsFactory`]'s open connections: 10,000, half the
 /// descriptor limit of the machines we run on (`ulimit -n` 20,000), so a flood cannot starve
@@ -71,6 +71,8 @@ impl ConnectionCounts {
 ///
 /// - Limits default to [`DEFAULT_MAX_CONNECTIONS`] and [`DEFAULT_MAX_PER_PEER`]; each has a
 ///   setter, and `None` lifts it. IPv4-mapped IPv6 peers count as their IPv4 address.
+/// - Unix socket peers have no IP address (and are usually unnamed): they count against the
+///   total limit only, never a per-peer one.
 /// - A connection over a limit is accepted and closed at once, cleanly: the peer reads the
 ///   optional [refusal message](Self::set_refusal_message) and then EOF (no reset), the
 ///   server logs one `info` line, and `connection_lost` reports
@@ -84,16 +86,16 @@ impl ConnectionCounts {
 /// use torsion_protocols::policies::LimitConnectionsFactory;
 /// use torsion_protocols::Echo;
 /// use torsion_reactor::testing::Harness;
-/// use torsion_reactor::Protocol;
+/// use torsion_reactor::DisconnectReason;
 ///
-/// let mut factory = LimitConnectionsFactory::new(|_| Some(Box::new(Echo) as Box<dyn Protocol>));
+/// let mut factory = LimitConnectionsFactory::new(|_| Some(Echo));
 /// factory.set_max_connections(Some(1));
 /// let counts = factory.counts();
 ///
 /// let mut h = Harness::new();
 /// let first = h.accept(&mut factory).unwrap();
 /// let second = h.accept(&mut factory).unwrap();
-/// assert!(h.disconnect_reason(second).unwrap().starts_with("LimitExceeded"));
+/// assert!(matches!(h.disconnect_reason(second), Some(DisconnectReason::LimitExceeded(_))));
 /// assert_eq!(counts.total(), 1);
 /// h.feed_eof(first); // the peer closes: the slot is free again
 /// assert_eq!(counts.total(), 0);
@@ -190,11 +192,12 @@ impl<F> LimitConnectionsFactory<F> {
     }
 
     /// Which limit a new connection from `ip` would break, if any.
-    fn over_limit(&self, ip: IpAddr) -> Option<String> {
+    fn over_limit(&self, ip: Option<IpAddr>) -> Option<String> {
         let counts = self.counts.0.borrow();
         if let Some(max) = self.max_total.filter(|max| counts.total >= *max) {
             return Some(format!("too many connections (limit {max})"));
         }
+        let ip = ip?;
         let from_peer = counts.per_peer.get(&ip).copied().unwrap_or(0);
         if let Some(max) = self.max_per_peer.filter(|max| from_peer >= *max) {
             return Some(format!("too many connections from {ip} (limit {max})"));
@@ -204,8 +207,10 @@ impl<F> LimitConnectionsFactory<F> {
 }
 
 impl<F: Factory> Factory for LimitConnectionsFactory<F> {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
-        let ip = peer.ip().to_canonical();
+    fn build_protocol(&mut self, peer: Address) -> Option<Box<dyn Protocol>> {
+        // Per-peer limits count Internet peers by IP; Unix peers (local processes, usually
+        // unnamed) count against the total only.
+        let ip = peer.inet().map(|a| a.ip().to_canonical());
         if let Some(reason) = self.over_limit(ip) {
             self.counts.0.borrow_mut().refused += 1;
             tracing::info!(%peer, %reason, "refusing connection");
@@ -215,7 +220,9 @@ impl<F: Factory> Factory for LimitConnectionsFactory<F> {
         {
             let mut counts = self.counts.0.borrow_mut();
             counts.total += 1;
-            *counts.per_peer.entry(ip).or_insert(0) += 1;
+            if let Some(ip) = ip {
+                *counts.per_peer.entry(ip).or_insert(0) += 1;
+            }
         }
         let slot = Slot { counts: self.counts.clone(), ip };
         Some(Box::new(Limited { inner, _slot: slot }))
@@ -225,17 +232,19 @@ impl<F: Factory> Factory for LimitConnectionsFactory<F> {
 /// One counted connection; releases its count when dropped.
 struct Slot {
     counts: ConnectionCounts,
-    ip: IpAddr,
+    ip: Option<IpAddr>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.counts.0.borrow_mut();
         counts.total = counts.total.saturating_sub(1);
-        if let Some(n) = counts.per_peer.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.per_peer.remove(&self.ip);
+        if let Some(ip) = self.ip {
+            if let Some(n) = counts.per_peer.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.per_peer.remove(&ip);
+                }
             }
         }
     }
@@ -247,33 +256,12 @@ struct Limited {
     _slot: Slot,
 }
 
-impl Protocol for Limited {
-    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
-        self.inner.connection_made(cx);
-    }
+/// A pure wrapper: every callback is forwarded by [`Wrapper`]'s defaults.
+impl Wrapper for Limited {
+    type Inner = dyn Protocol;
 
-    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
-        self.inner.data_received(cx, data);
-    }
-
-    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
-        self.inner.eof_received(cx)
-    }
-
-    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
-        self.inner.connection_lost(cx, reason);
-    }
-
-    fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
-        self.inner.timer_fired(cx, timer);
-    }
-
-    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
-        self.inner.pause_producing(cx);
-    }
-
-    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
-        self.inner.resume_producing(cx);
+    fn inner(&mut self) -> &mut dyn Protocol {
+        &mut *self.inner
     }
 }
 

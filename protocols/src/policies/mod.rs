@@ -12,16 +12,18 @@
 //! setter (`set_*`, through `&mut`, chainable) and a builder form (`with_*`, by value, for
 //! building a wrapper in one expression). Wrappers nest: each one is a [`Factory`] around a
 //! [`Factory`], and the protocols they build pass every callback they do not handle through
-//! to the wrapped protocol, including `timer_fired` for timers the wrapped protocol set.
+//! to the wrapped protocol, including `timer_fired` for timers the wrapped protocol set. They
+//! are [`Wrapper`]s, so forwarding is the reactor's one mechanism, not seven hand-written
+//! methods per wrapper (`tests/wrappers.rs` checks every callback reaches the inner protocol).
 //!
 //! ```
 //! use std::time::Duration;
 //! use torsion_protocols::policies::{LimitConnectionsFactory, ThrottlingFactory, TimeoutFactory};
 //! use torsion_protocols::Echo;
 //! use torsion_reactor::testing::Harness;
-//! use torsion_reactor::Protocol;
+//! use torsion_reactor::DisconnectReason;
 //!
-//! let echo = |_| Some(Box::new(Echo) as Box<dyn Protocol>);
+//! let echo = |_| Some(Echo);
 //! let timeout = TimeoutFactory::new(echo).with_timeout(Some(Duration::from_secs(60)));
 //! let throttle =
 //!     ThrottlingFactory::new(timeout).with_read_limit(Some(1 << 20)).with_write_limit(Some(1 << 20));
@@ -33,11 +35,12 @@
 //! h.feed(id, b"hello");
 //! assert_eq!(h.take_written(id), b"hello");
 //! h.advance(Duration::from_secs(60));
-//! assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+//! assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
 //! ```
 //!
 //! [`Protocol`]: torsion_reactor::Protocol
 //! [`Factory`]: torsion_reactor::Factory
+//! [`Wrapper`]: torsion_reactor::Wrapper
 
 mod limits;
 mod throttle;

@@ -3,11 +3,12 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use torsion_reactor::{ClientFactory, Ctx, DisconnectReason, Factory, Protocol, TimerId};
+use torsion_reactor::{
+    Address, ClientFactory, Ctx, DisconnectReason, Factory, LoopCtx, Protocol, TimerId, Wrapper,
+};
 
 /// Default refill interval: a throttled connection is looked at again every 20 ms (Twisted
 /// accounts once a second, which lets a connection burst a whole second's worth and then
@@ -175,7 +176,7 @@ impl Shared {
 /// let got = Rc::new(Cell::new(0));
 /// let counter = got.clone();
 /// let mut factory =
-///     ThrottlingFactory::new(move |_| Some(Box::new(Count(counter.clone())) as Box<dyn Protocol>));
+///     ThrottlingFactory::new(move |_| Some(Count(counter.clone())));
 /// factory.set_read_limit(Some(1000)); // bytes per second, for all connections together
 ///
 /// let mut h = Harness::new();
@@ -325,7 +326,7 @@ impl<F> ThrottlingFactory<F> {
 }
 
 impl<F: Factory> Factory for ThrottlingFactory<F> {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+    fn build_protocol(&mut self, peer: Address) -> Option<Box<dyn Protocol>> {
         let inner = self.inner.build_protocol(peer)?;
         Some(self.wrap(inner))
     }
@@ -333,12 +334,12 @@ impl<F: Factory> Factory for ThrottlingFactory<F> {
 
 /// Outgoing connections share the same buckets.
 impl<F: ClientFactory> ClientFactory for ThrottlingFactory<F> {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol> {
+    fn build_protocol(&mut self, peer: Address) -> Box<dyn Protocol> {
         let inner = self.inner.build_protocol(peer);
         self.wrap(inner)
     }
 
-    fn client_connection_failed(&mut self, cx: &mut Ctx<'_>, reason: torsion_reactor::Error) {
+    fn client_connection_failed(&mut self, cx: &mut LoopCtx<'_>, reason: torsion_reactor::Error) {
         self.inner.client_connection_failed(cx, reason);
     }
 }
@@ -453,7 +454,7 @@ impl Throttled {
             delay
         };
         if let Some(delay) = delay {
-            self.timer = Some(cx.call_later(delay));
+            self.timer = Some(cx.set_timer(delay));
         }
     }
 
@@ -537,12 +538,21 @@ impl Drop for Throttled {
     }
 }
 
-impl Protocol for Throttled {
-    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+/// Every callback goes through [`Wrapper`]; each one is overridden here because each either
+/// runs inside `forward` (which keeps reading held and charges writes to the write bucket) or
+/// holds input, EOF or the producer back.
+impl Wrapper for Throttled {
+    type Inner = dyn Protocol;
+
+    fn inner(&mut self) -> &mut dyn Protocol {
+        &mut *self.inner
+    }
+
+    fn on_connection_made(&mut self, cx: &mut Ctx<'_>) {
         self.forward(cx, |p, cx| p.connection_made(cx));
     }
 
-    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+    fn on_data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
         if self.pending_len() > 0 {
             // Only if something resumed reading behind our back (a proxy's other side,
             // through `transport_for`): keep the order, and keep memory bounded by handing
@@ -582,7 +592,7 @@ impl Protocol for Throttled {
         }
     }
 
-    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
+    fn on_eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
         if self.pending_len() > 0 {
             self.eof_deferred = true;
             return true;
@@ -590,13 +600,13 @@ impl Protocol for Throttled {
         self.forward(cx, |p, cx| p.eof_received(cx))
     }
 
-    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+    fn on_connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
         self.pending = Vec::new();
         self.timer = None;
         self.inner.connection_lost(cx, reason);
     }
 
-    fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
+    fn on_timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
         if self.timer == Some(timer) {
             self.tick(cx);
         } else {
@@ -604,14 +614,14 @@ impl Protocol for Throttled {
         }
     }
 
-    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+    fn on_pause_producing(&mut self, cx: &mut Ctx<'_>) {
         self.reactor_paused = true;
         if !self.write_held {
             self.forward(cx, |p, cx| p.pause_producing(cx));
         }
     }
 
-    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+    fn on_resume_producing(&mut self, cx: &mut Ctx<'_>) {
         self.reactor_paused = false;
         if !self.write_held {
             self.forward(cx, |p, cx| p.resume_producing(cx));

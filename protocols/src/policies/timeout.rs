@@ -3,11 +3,12 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use torsion_reactor::{ClientFactory, ConnId, Ctx, DisconnectReason, Factory, Protocol, TimerId};
+use torsion_reactor::{
+    Address, ClientFactory, ConnId, Ctx, DisconnectReason, Factory, LoopCtx, Protocol, TimerId, Wrapper,
+};
 
 /// Default idle timeout of a [`TimeoutFactory`]: 30 minutes, Twisted's `TimeoutFactory`
 /// default.
@@ -68,8 +69,8 @@ impl State {
         let delay = deadline.saturating_duration_since(now);
         match self.timer {
             Some((_, due)) if due <= deadline => {}
-            Some((id, _)) if cx.reset(id, delay) => self.timer = Some((id, deadline)),
-            _ => self.timer = Some((cx.call_later(delay), deadline)),
+            Some((id, _)) if cx.reset_timer(id, delay) => self.timer = Some((id, deadline)),
+            _ => self.timer = Some((cx.set_timer(delay), deadline)),
         }
     }
 }
@@ -184,27 +185,23 @@ type Hook<P> = Box<dyn FnMut(&mut P, &mut Ctx<'_>)>;
 ///
 /// # Timers
 /// The wrapper's own timers are handled here; every other [`Protocol::timer_fired`] is passed
-/// to the wrapped protocol, which uses `cx.call_later` as usual.
+/// to the wrapped protocol, which uses `cx.set_timer` as usual.
 ///
 /// ```
 /// use std::time::Duration;
 /// use torsion_protocols::policies::TimeoutProtocol;
 /// use torsion_protocols::Echo;
 /// use torsion_reactor::testing::Harness;
-/// use torsion_reactor::Protocol;
+/// use torsion_reactor::DisconnectReason;
 ///
 /// let mut h = Harness::new();
-/// let id = h
-///     .accept(&mut |_| {
-///         Some(Box::new(TimeoutProtocol::new(Echo, Some(Duration::from_secs(10)))) as Box<dyn Protocol>)
-///     })
-///     .unwrap();
+/// let id = h.accept(&mut |_| Some(TimeoutProtocol::new(Echo, Some(Duration::from_secs(10))))).unwrap();
 /// h.advance(Duration::from_secs(9));
 /// h.feed(id, b"ping"); // activity: the deadline moves to 19 s
 /// h.advance(Duration::from_secs(9));
 /// assert!(h.is_open(id));
 /// h.advance(Duration::from_secs(1));
-/// assert_eq!(h.disconnect_reason(id).as_deref(), Some("TimedOut"));
+/// assert_eq!(h.disconnect_reason(id), Some(DisconnectReason::TimedOut));
 /// ```
 #[doc(alias = "TimeoutMixin")]
 pub struct TimeoutProtocol<P: ?Sized + Protocol = dyn Protocol> {
@@ -399,7 +396,7 @@ impl<P: ?Sized + Protocol> TimeoutProtocol<P> {
                 cx.transport().lose_connection_with(DisconnectReason::TimedOut);
                 let grace = self.state.0.borrow().abort_after;
                 if let Some(grace) = grace {
-                    let id = cx.call_later(grace);
+                    let id = cx.set_timer(grace);
                     self.state.0.borrow_mut().abort_timer = Some(id);
                 }
             }
@@ -407,8 +404,17 @@ impl<P: ?Sized + Protocol> TimeoutProtocol<P> {
     }
 }
 
-impl<P: ?Sized + Protocol> Protocol for TimeoutProtocol<P> {
-    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+/// Every callback goes through [`Wrapper`]; each one is overridden here because each either
+/// counts activity, applies handle changes after the wrapped protocol ran (see `forward`), or
+/// handles the wrapper's own timers.
+impl<P: ?Sized + Protocol> Wrapper for TimeoutProtocol<P> {
+    type Inner = P;
+
+    fn inner(&mut self) -> &mut P {
+        &mut self.inner
+    }
+
+    fn on_connection_made(&mut self, cx: &mut Ctx<'_>) {
         {
             let mut state = self.state.0.borrow_mut();
             state.owner = Some(cx.conn_id());
@@ -418,16 +424,16 @@ impl<P: ?Sized + Protocol> Protocol for TimeoutProtocol<P> {
         self.forward(cx, |p, cx| p.connection_made(cx));
     }
 
-    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+    fn on_data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
         self.state.0.borrow_mut().last_activity = Some(cx.now());
         self.forward(cx, |p, cx| p.data_received(cx, data));
     }
 
-    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
+    fn on_eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
         self.forward(cx, |p, cx| p.eof_received(cx))
     }
 
-    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+    fn on_connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
         {
             let mut state = self.state.0.borrow_mut();
             state.timer = None;
@@ -437,7 +443,7 @@ impl<P: ?Sized + Protocol> Protocol for TimeoutProtocol<P> {
         self.inner.connection_lost(cx, reason);
     }
 
-    fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
+    fn on_timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
         let (idle, abort) = {
             let state = self.state.0.borrow();
             (state.timer.is_some_and(|(id, _)| id == timer), state.abort_timer == Some(timer))
@@ -453,11 +459,11 @@ impl<P: ?Sized + Protocol> Protocol for TimeoutProtocol<P> {
         }
     }
 
-    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+    fn on_pause_producing(&mut self, cx: &mut Ctx<'_>) {
         self.forward(cx, |p, cx| p.pause_producing(cx));
     }
 
-    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+    fn on_resume_producing(&mut self, cx: &mut Ctx<'_>) {
         self.forward(cx, |p, cx| p.resume_producing(cx));
     }
 }
@@ -472,9 +478,9 @@ impl<P: ?Sized + Protocol> Protocol for TimeoutProtocol<P> {
 /// use std::time::Duration;
 /// use torsion_protocols::policies::TimeoutFactory;
 /// use torsion_protocols::Echo;
-/// use torsion_reactor::{Protocol, Reactor};
+/// use torsion_reactor::Reactor;
 ///
-/// let mut factory = TimeoutFactory::new(|_peer| Some(Box::new(Echo) as Box<dyn Protocol>));
+/// let mut factory = TimeoutFactory::new(|_peer| Some(Echo));
 /// factory.set_timeout(Some(Duration::from_secs(60)));
 /// let mut reactor = Reactor::new()?;
 /// reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), factory)?;
@@ -566,7 +572,7 @@ impl<F> TimeoutFactory<F> {
 }
 
 impl<F: Factory> Factory for TimeoutFactory<F> {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+    fn build_protocol(&mut self, peer: Address) -> Option<Box<dyn Protocol>> {
         let inner = self.inner.build_protocol(peer)?;
         Some(self.wrap(inner))
     }
@@ -574,12 +580,12 @@ impl<F: Factory> Factory for TimeoutFactory<F> {
 
 /// Outgoing connections get the same idle timeout.
 impl<F: ClientFactory> ClientFactory for TimeoutFactory<F> {
-    fn build_protocol(&mut self, peer: SocketAddr) -> Box<dyn Protocol> {
+    fn build_protocol(&mut self, peer: Address) -> Box<dyn Protocol> {
         let inner = self.inner.build_protocol(peer);
         self.wrap(inner)
     }
 
-    fn client_connection_failed(&mut self, cx: &mut Ctx<'_>, reason: torsion_reactor::Error) {
+    fn client_connection_failed(&mut self, cx: &mut LoopCtx<'_>, reason: torsion_reactor::Error) {
         self.inner.client_connection_failed(cx, reason);
     }
 }

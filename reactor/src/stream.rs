@@ -1,0 +1,99 @@
+//! A connection's I/O events: flush on writability, read until a short read (edge-triggered
+//! readiness), the peer's half-close, and draining a lingering socket.
+
+use torsion_transports::{Linger, ReadOutcome};
+use tracing::{debug, trace};
+
+use crate::core::{Phase, SourceKey, LINGER_MAX_BYTES};
+use crate::dispatch::World;
+use crate::protocol::DisconnectReason;
+
+impl World {
+    /// Readiness (or left-over work) on a connection.
+    pub(crate) fn conn_event(&mut self, key: SourceKey, writable: bool, read_buf: &mut [u8]) {
+        let Some(conn) = self.core.conn_mut(key) else { return };
+        match conn.phase {
+            Phase::Connecting { .. } => return self.connect_event(key, read_buf),
+            Phase::Lingering { .. } => return self.linger_read(key, read_buf),
+            Phase::Lost => return,
+            Phase::Open => {}
+        }
+        let Some(io) = conn.io.as_mut() else { return };
+        if writable {
+            io.set_writable();
+        }
+        // Flush first (writable event or left-over write budget), then read.
+        if io.needs_flush() {
+            self.core.flush(key);
+            self.settle();
+        }
+        self.read(key, read_buf);
+    }
+
+    /// Reads until a short read, `WouldBlock`, EOF, the per-turn budget, or a pause.
+    pub(crate) fn read(&mut self, key: SourceKey, read_buf: &mut [u8]) {
+        let budget = self.core.config.reads_per_turn;
+        let mut reads = 0;
+        loop {
+            let Some(conn) = self.core.open_conn(key) else { return };
+            let Some(io) = conn.io.as_mut() else { return };
+            if !io.is_read_ready() || !io.wants_read() {
+                return;
+            }
+            if reads == budget {
+                self.core.requeue(key);
+                return;
+            }
+            reads += 1;
+            match io.read(read_buf) {
+                ReadOutcome::Data(n) => {
+                    trace!(bytes = n, "read");
+                    let short = n < read_buf.len() && io.short_read_drained();
+                    let data = &read_buf[..n];
+                    self.call_protocol(key, "data_received", |p, cx| p.data_received(cx, data));
+                    if short {
+                        // A short read drained the socket: the next data raises a new edge.
+                        return;
+                    }
+                }
+                ReadOutcome::WouldBlock => {
+                    io.note_drained();
+                    return;
+                }
+                ReadOutcome::Eof => {
+                    io.note_drained();
+                    self.eof(key);
+                    return;
+                }
+                ReadOutcome::Error(e) => {
+                    debug!(error = %e, "read failed");
+                    self.core.finish(key, DisconnectReason::Lost(e));
+                    self.settle();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The peer sent FIN.
+    fn eof(&mut self, key: SourceKey) {
+        debug!("peer half-closed");
+        let keep_open = self.call_protocol(key, "eof_received", |p, cx| p.eof_received(cx)).unwrap_or(true);
+        if let Some(io) = self.core.open_conn(key).and_then(|c| c.io.as_mut()) {
+            if !keep_open {
+                io.lose_connection();
+            }
+            self.core.mark_dirty(key);
+        }
+        self.settle();
+    }
+
+    /// Drains a lingering socket's input until EOF, an error, or the byte limit.
+    pub(crate) fn linger_read(&mut self, key: SourceKey, read_buf: &mut [u8]) {
+        let Some(conn) = self.core.conn_mut(key) else { return };
+        let Some(io) = conn.io.as_mut() else { return };
+        if io.drain_linger(read_buf, LINGER_MAX_BYTES) == Linger::Done {
+            self.core.remove_source(key);
+        }
+    }
+}
