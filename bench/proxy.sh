@@ -68,19 +68,13 @@ BENCH_SCRIPT=proxy.sh
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
 
-for name in $SCENARIOS; do
-    [[ " $ALL_SCENARIOS " == *" $name "* ]] ||
-        die "unknown scenario '$name' in BENCH_SCENARIOS (known: $ALL_SCENARIOS)"
-done
-[[ $REPEAT =~ ^[1-9][0-9]?$ ]] || die "BENCH_REPEAT must be a whole number from 1 to 99, got '$REPEAT'"
+check_names BENCH_SCENARIOS "$ALL_SCENARIOS" "$SCENARIOS"
+check_repeat "$REPEAT"
+check_seconds "$DURATION" BENCH_DURATION
 if [[ -z $FLOOD_DURATION ]]; then
-    # (A malformed BENCH_DURATION is caught just below.)
     FLOOD_DURATION=$(awk -v d="$DURATION" 'BEGIN { print (d < 5 ? 5 : d) }')
 fi
-for value in "$DURATION" "$FLOOD_DURATION"; do
-    [[ $value =~ ^[0-9]+([.][0-9]+)?$ ]] || die "durations must be numbers of seconds, got '$value'"
-    awk -v d="$value" 'BEGIN { exit !(d > 0 && d <= 600) }' || die "durations must be in (0, 600], got $value"
-done
+check_seconds "$FLOOD_DURATION" BENCH_FLOOD_DURATION
 # Hard wall-clock bounds for one load generator run: measurement plus generous setup time.
 LOADGEN_TIMEOUT=$(awk -v d="$DURATION" 'BEGIN { printf "%d", d + 60 }')
 FLOOD_TIMEOUT=$(awk -v d="$FLOOD_DURATION" -v i="$FLOOD_IDLE" 'BEGIN { printf "%d", d + i + 60 }')
@@ -91,8 +85,6 @@ FLOOD_TIMEOUT=$(awk -v d="$FLOOD_DURATION" -v i="$FLOOD_IDLE" 'BEGIN { printf "%
 raise_fd_limit 4096
 # Pin the proxy (or the direct echo server) and the client side to different cores.
 pin_cpus
-
-CLK_TCK=$(getconf CLK_TCK)
 
 # --- Build -----------------------------------------------------------------------
 
@@ -110,96 +102,14 @@ done
 
 # --- Process control -------------------------------------------------------------
 
-# PIDs of the processes this script started and has not yet stopped; only these are
-# ever signalled.
-PIDS=()
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/torsion-proxy-bench.XXXXXX")
-
-# Stops process $1 (one this script started): SIGTERM, then SIGKILL after 2 s.
-stop_pid() {
-    local pid=$1 kept=() p
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 20); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do
-        [[ $p == "$pid" ]] || kept+=("$p")
-    done
-    PIDS=("${kept[@]}")
-}
-
-# Stops every process still running that this script started, newest first.
-stop_all() {
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        stop_pid "${PIDS[i]}"
-    done
-}
-
-cleanup() {
-    stop_all
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# start_server NAME WHERE PROGRAM ARGS...: starts `PROGRAM ARGS... --listen 127.0.0.1:0`
-# pinned to the server CPU (WHERE=server) or the load generator's (WHERE=loadgen), and
-# waits for its `listening on <addr>` line. Sets STARTED_PID and STARTED_ADDR.
-start_server() {
-    local name=$1 where=$2 out=$WORK/$1.out err=$WORK/$1.err line pin
-    shift 2
-    if [[ $where == server ]]; then pin=("${PIN_SERVER[@]}"); else pin=("${PIN_LOADGEN[@]}"); fi
-    : >"$out"
-    # taskset execs the program, so $! is the program's own PID.
-    "${pin[@]}" "$@" --listen 127.0.0.1:0 >"$out" 2>"$err" &
-    STARTED_PID=$!
-    PIDS+=("$STARTED_PID")
-    for _ in $(seq "$STARTUP_TENTHS"); do
-        # `read` succeeds only once a complete first line is there.
-        if IFS= read -r line <"$out"; then
-            if [[ $line == "listening on "* ]]; then
-                STARTED_ADDR=${line#listening on }
-                return 0
-            fi
-            note "$name: unexpected first line '$line' (want 'listening on <addr>')"
-            stop_pid "$STARTED_PID"
-            return 1
-        fi
-        if ! kill -0 "$STARTED_PID" 2>/dev/null; then
-            note "$name exited during startup: $(tail -n 3 "$err")"
-            stop_pid "$STARTED_PID"
-            return 1
-        fi
-        sleep 0.1
-    done
-    note "$name did not print 'listening on <addr>' in time"
-    stop_pid "$STARTED_PID"
-    return 1
-}
+# Every process is started with common.sh's start_server (on 127.0.0.1:0) and stopped by
+# PID with stop_pid / stop_all; WORK holds their output.
+setup_work torsion-proxy-bench
 
 # Prints the number of open file descriptors of process $1.
 fd_count() {
     local fds=("/proc/$1/fd/"*)
     echo "${#fds[@]}"
-}
-
-# Prints CPU time per unit of work: microseconds per message (pingpong) or per
-# megabyte (stream), from $1 clock ticks and the RESULT line $2; then the CPU use in
-# percent of the wall time $3 (seconds).
-cpu_per_unit() {
-    awk -v ticks="$1" -v hz="$CLK_TCK" -v wall="$3" -v mode="$(result_field "$2" mode)" \
-        -v msgs="$(result_field "$2" messages)" -v bytes="$(result_field "$2" bytes)" '
-        BEGIN {
-            cpu_s = ticks / hz
-            units = mode == "pingpong" ? msgs : bytes / 1e6
-            printf "%s %.1f\n", (units > 0 ? sprintf("%.3f", cpu_s * 1e6 / units) : "na"), 100 * cpu_s / wall
-        }'
 }
 
 # --- Run -------------------------------------------------------------------------
@@ -214,31 +124,22 @@ printf 'scenario\tpath\tmode\trate\tp50_us\tp99_us\tproxy_cpu_per_unit\tproxy_cp
     >"$TSV"
 MEMORY_SUMMARY=
 
-# Sets SCENARIO_ARGS to the load generator arguments of throughput scenario $1.
-scenario_args() {
-    case $1 in
-        pp64-c100) SCENARIO_ARGS=(pingpong --conns 100 --size 64 --duration "$DURATION") ;;
-        stream64k-c10) SCENARIO_ARGS=(stream --conns 10 --size 65536 --duration "$DURATION") ;;
-        *) die "not a throughput scenario: '$1'" ;;
-    esac
-}
-
 # Runs throughput scenario $1 along path $2 (direct or proxy) as repetition $3 and
 # appends a row to $TSV.
 run_throughput() {
-    local scenario=$1 path=$2 rep=$3 echo_pid proxy_pid= target lg_out result
+    local scenario=$1 path=$2 rep=$3 echo_pid proxy_pid='' target result
     local echo_before proxy_before=0 echo_after proxy_after=0 t_before t_after wall
     local echo_unit echo_pct proxy_unit=na proxy_pct=na
     scenario_args "$scenario"
     if [[ $path == direct ]]; then
-        start_server echo-server server "$ECHO" || return 1
+        start_server echo-server server 127.0.0.1:0 "$ECHO" || return 1
         echo_pid=$STARTED_PID
         target=$STARTED_ADDR
     else
         # The backend shares the load generator's core, so the proxy has CPU 0 to itself.
-        start_server echo-server loadgen "$ECHO" || return 1
+        start_server echo-server loadgen 127.0.0.1:0 "$ECHO" || return 1
         echo_pid=$STARTED_PID
-        if ! start_server proxy server "$PROXY" --target "$STARTED_ADDR"; then
+        if ! start_server proxy server 127.0.0.1:0 "$PROXY" --target "$STARTED_ADDR"; then
             stop_pid "$echo_pid"
             return 1
         fi
@@ -248,9 +149,7 @@ run_throughput() {
     fi
     echo_before=$(cpu_ticks "$echo_pid")
     t_before=$(date +%s.%N)
-    if ! lg_out=$(timeout "$LOADGEN_TIMEOUT" "${PIN_LOADGEN[@]}" "$LOADGEN" "${SCENARIO_ARGS[@]}" \
-        --addr "$target" 2>"$WORK/loadgen.err"); then
-        note "$scenario/$path: load generator failed: $(tail -n 3 "$WORK/loadgen.err")"
+    if ! run_loadgen "$scenario/$path" "$target"; then
         stop_all
         return 1
     fi
@@ -266,18 +165,15 @@ run_throughput() {
     [[ -z $proxy_pid ]] || stop_pid "$proxy_pid"
     stop_pid "$echo_pid"
 
-    result=$(grep '^RESULT ' <<<"$lg_out" || true)
-    [[ -n $result ]] || { note "$scenario/$path: no RESULT line from the load generator"; return 1; }
-    echo "  $scenario/$path #$rep: $(grep -v '^RESULT ' <<<"$lg_out")" >&2
+    result=$LG_RESULT
+    echo "  $scenario/$path #$rep: $LG_HUMAN" >&2
     wall=$(awk -v a="$t_before" -v b="$t_after" 'BEGIN { print b - a }')
     read -r echo_unit echo_pct < <(cpu_per_unit $((echo_after - echo_before)) "$result" "$wall")
     if [[ -n $proxy_pid ]]; then
         read -r proxy_unit proxy_pct < <(cpu_per_unit $((proxy_after - proxy_before)) "$result" "$wall")
     fi
-    local mode rate
-    mode=$(result_field "$result" mode)
-    if [[ $mode == stream ]]; then rate=$(result_field "$result" mb_per_s); else rate=$(result_field "$result" msgs_per_s); fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$path" "$mode" "$rate" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$path" \
+        "$(result_field "$result" mode)" "$(result_rate "$result")" \
         "$(result_field "$result" p50_us)" "$(result_field "$result" p99_us)" "$proxy_unit" "$proxy_pct" \
         "$echo_unit" "$echo_pct" "$(result_field "$result" client_cpu_pct)" "$rep" >>"$TSV"
 }
@@ -286,10 +182,10 @@ run_throughput() {
 run_memory() {
     local sink_pid proxy_pid lg_pid empty_rss empty_fds rss fds ticks hwm peak=0
     local samples=0 max_samples t0 t1 now status=0 result cpu_after stats
-    start_server slow-sink loadgen "$SINK" --read-bytes "$SINK_READ_BYTES" \
+    start_server slow-sink loadgen 127.0.0.1:0 "$SINK" --read-bytes "$SINK_READ_BYTES" \
         --interval-ms "$SINK_INTERVAL_MS" || return 1
     sink_pid=$STARTED_PID
-    if ! start_server proxy server "$PROXY" --target "$STARTED_ADDR"; then
+    if ! start_server proxy server 127.0.0.1:0 "$PROXY" --target "$STARTED_ADDR"; then
         stop_pid "$sink_pid"
         return 1
     fi
@@ -420,7 +316,7 @@ fi
 {
     echo "torsion proxy benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr), $(nproc) CPUs," \
         "${DURATION}s per run; proxy (or direct echo) on CPU $SERVER_CPU, loadgen (and backend) on CPU $LOADGEN_CPU"
-    awk -F'\t' -v repeat="$REPEAT" '
+    awk -F'\t' -v repeat="$REPEAT" "$AWK_LIB"'
         NR == 1 { next }
         # Collect every run; the table shows, per scenario and path, the median of each
         # figure over the repetitions.
@@ -430,23 +326,11 @@ fi
             k = ++runs[key]
             for (f = 4; f <= 11; f++) val[key, f, k] = $f
         }
-        function ok(v) { return v != "" && v != "na" }
-        # Median of field f of group key, "na" if no run has a value.
-        function median(key, f,    i, j, c, v, tmp) {
-            c = 0
-            for (i = 1; i <= runs[key]; i++) {
-                v = val[key, f, i]
-                if (!ok(v)) continue
-                v += 0
-                for (j = ++c; j > 1 && tmp[j - 1] > v; j--) tmp[j] = tmp[j - 1]
-                tmp[j] = v
-            }
-            if (c == 0) return "na"
-            return c % 2 ? tmp[(c + 1) / 2] : (tmp[c / 2] + tmp[c / 2 + 1]) / 2
+        # Median of field f of group key over its runs ("na" if no run has a value).
+        function median(key, f,    i, list) {
+            for (i = 1; i <= runs[key]; i++) list[i] = val[key, f, i]
+            return median_of(list, runs[key])
         }
-        function ratio(a, b) { return (ok(a) && ok(b) && b + 0 > 0) ? sprintf("%.2fx", a / b) : "-" }
-        function num(v, fmt) { return ok(v) ? sprintf(fmt, v) : "-" }
-        function per(v, m) { return ok(v) ? sprintf("%.2f us/%s", v, m == "stream" ? "MB" : "msg") : "-" }
         END {
             if (n == 0) exit
             for (i = 1; i <= n; i++) {

@@ -11,9 +11,9 @@
 //!   for a reply (replies are discarded), to load a slow sink behind a proxy.
 //!
 //! The first two verify every echoed byte against the deterministic [`Pattern`]. All
-//! connect to loopback addresses only, and every loop in them is bounded in time: a
-//! measured run ends at its deadline, and any phase in which no progress is made for
-//! [`STALL_TIMEOUT`] fails with an error instead of hanging.
+//! connect to loopback TCP addresses or Unix sockets only (see [`Endpoint`]), and every
+//! loop in them is bounded in time: a measured run ends at its deadline, and any phase in
+//! which no progress is made for [`STALL_TIMEOUT`] fails with an error instead of hanging.
 //!
 //! The echo workloads run a short warm-up before the clock starts (every connection
 //! completes one echo of `size` bytes), so connection setup and the server's accept work
@@ -22,13 +22,18 @@
 //! [`Pattern`]: crate::pattern::Pattern
 
 use std::fmt::Write as _;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
-use std::time::Duration;
+use std::os::unix::net::SocketAddr as UnixSocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
+use mio::event::Source;
+use mio::net::{TcpStream, UnixStream};
+use mio::{Interest, Registry, Token};
 
 use crate::histogram::Histogram;
+use crate::Endpoint;
 
 pub mod flood;
 pub mod pingpong;
@@ -44,6 +49,8 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const POLL_TICK: Duration = Duration::from_millis(100);
 /// Capacity of the mio event buffer.
 pub const EVENT_CAPACITY: usize = 1024;
+/// Pause before retrying a Unix connect refused with `WouldBlock` (full backlog).
+const UNIX_CONNECT_RETRY: Duration = Duration::from_millis(1);
 
 /// Per-connection offset of the pattern stream, so that data crossing from one
 /// connection into another is detected.
@@ -51,29 +58,126 @@ fn stream_base(conn_index: usize) -> u64 {
     conn_index as u64 * 97
 }
 
-/// Opens `count` TCP connections to `addr`, which must be a loopback address.
+/// One non-blocking client connection: TCP or Unix stream socket.
 ///
-/// Connections are opened one after another with a blocking connect (cheap on loopback)
-/// and then switched to non-blocking mode with `TCP_NODELAY` set, ready for mio.
-pub fn connect_all(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpStream>> {
-    if !addr.ip().is_loopback() {
+/// The workloads are written once against this type; a `match` per call is nothing
+/// next to the system call behind it.
+#[derive(Debug)]
+pub enum Stream {
+    /// A TCP connection (with `TCP_NODELAY`).
+    Tcp(TcpStream),
+    /// A Unix stream socket connection.
+    Unix(UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(registry, token, interests),
+            Stream::Unix(s) => s.register(registry, token, interests),
+        }
+    }
+
+    fn reregister(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(registry, token, interests),
+            Stream::Unix(s) => s.reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(registry),
+            Stream::Unix(s) => s.deregister(registry),
+        }
+    }
+}
+
+/// Opens `count` connections to `addr`: a loopback TCP address or a Unix socket.
+///
+/// TCP connections are opened one after another with a blocking connect (cheap on
+/// loopback) and then switched to non-blocking mode with `TCP_NODELAY` set, ready for
+/// mio. Unix connections are opened non-blocking (a Unix connect completes at once, or
+/// fails with `WouldBlock` while the listener's backlog is full, which is retried for up
+/// to [`CONNECT_TIMEOUT`]).
+pub fn connect_all(addr: &Endpoint, count: usize) -> io::Result<Vec<Stream>> {
+    if !addr.is_local() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("refusing to load {addr}: the load generator only targets loopback addresses"),
         ));
     }
+    let connect: Box<dyn Fn() -> io::Result<Stream>> = match addr {
+        Endpoint::Tcp(tcp) => {
+            let tcp = *tcp;
+            Box::new(move || connect_tcp(tcp))
+        }
+        Endpoint::Unix(_) | Endpoint::UnixAbstract(_) => {
+            let unix = addr.unix_socket_addr()?;
+            Box::new(move || connect_unix(&unix).map(Stream::Unix))
+        }
+    };
     let mut streams = Vec::with_capacity(count);
     for i in 0..count {
-        let stream = StdTcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| {
+        streams.push(connect().map_err(|e| {
             let hint =
                 if e.raw_os_error() == Some(24) { " (raise the fd limit with `ulimit -n`)" } else { "" };
             io::Error::new(e.kind(), format!("connection {i} of {count} to {addr} failed: {e}{hint}"))
-        })?;
-        stream.set_nodelay(true)?;
-        stream.set_nonblocking(true)?;
-        streams.push(TcpStream::from_std(stream));
+        })?);
     }
     Ok(streams)
+}
+
+/// One blocking TCP connect, then non-blocking with `TCP_NODELAY`.
+fn connect_tcp(addr: SocketAddr) -> io::Result<Stream> {
+    let stream = StdTcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    stream.set_nodelay(true)?;
+    stream.set_nonblocking(true)?;
+    Ok(Stream::Tcp(TcpStream::from_std(stream)))
+}
+
+/// One non-blocking Unix connect, retried while the listener's backlog is full.
+fn connect_unix(addr: &UnixSocketAddr) -> io::Result<UnixStream> {
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        match UnixStream::connect_addr(addr) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                thread::sleep(UNIX_CONNECT_RETRY);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the listener's backlog stayed full for {} s", CONNECT_TIMEOUT.as_secs()),
+                ))
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Maps an I/O error to a new error of the same kind with context prepended.
@@ -247,19 +351,24 @@ impl Report {
 mod tests {
     use std::io::{Read, Write};
     use std::net::TcpListener;
+    use std::os::unix::net::UnixListener;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::thread;
 
     use super::*;
 
-    /// Starts a threaded echo server on loopback accepting `conns` connections. If
-    /// `corrupt_at` is set, the byte at that stream offset of every connection is
-    /// flipped. The threads end when their client disconnects.
-    fn echo_server(conns: usize, corrupt_at: Option<u64>) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+    /// Accepts `conns` connections with `accept` on a thread and echoes each on a thread
+    /// of its own. If `corrupt_at` is set, the byte at that stream offset of every
+    /// connection is flipped. The threads end when their client disconnects.
+    fn spawn_echo<S: Read + Write + Send + 'static>(
+        mut accept: impl FnMut() -> io::Result<S> + Send + 'static,
+        conns: usize,
+        corrupt_at: Option<u64>,
+    ) {
         thread::spawn(move || {
             for _ in 0..conns {
-                let Ok((mut stream, _)) = listener.accept() else { return };
+                let Ok(mut stream) = accept() else { return };
                 thread::spawn(move || {
                     let mut buf = vec![0u8; 16 * 1024];
                     let mut pos = 0u64;
@@ -278,10 +387,37 @@ mod tests {
                 });
             }
         });
-        addr
     }
 
-    fn pingpong_config(addr: SocketAddr, limit: pingpong::Limit) -> pingpong::Config {
+    /// A threaded TCP echo server on loopback (see [`spawn_echo`]).
+    fn echo_server(conns: usize, corrupt_at: Option<u64>) -> Endpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        spawn_echo(move || listener.accept().map(|(s, _)| s), conns, corrupt_at);
+        addr.into()
+    }
+
+    /// A Unix socket file in the temporary directory, removed when dropped.
+    struct SocketFile(PathBuf);
+
+    impl Drop for SocketFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// A threaded echo server on a fresh Unix socket path (see [`spawn_echo`]).
+    fn unix_echo_server(conns: usize, corrupt_at: Option<u64>) -> (Endpoint, SocketFile) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("torsion-bench-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        spawn_echo(move || listener.accept().map(|(s, _)| s), conns, corrupt_at);
+        (Endpoint::Unix(path.clone()), SocketFile(path))
+    }
+
+    fn pingpong_config(addr: Endpoint, limit: pingpong::Limit) -> pingpong::Config {
         pingpong::Config { addr, conns: 3, size: 100, limit, timeout: Duration::from_secs(20) }
     }
 
@@ -292,6 +428,27 @@ mod tests {
         assert_eq!(report.messages, 150);
         assert_eq!(report.bytes, 15_000);
         assert_eq!(report.latency.as_ref().unwrap().count(), 150);
+    }
+
+    #[test]
+    fn pingpong_over_a_unix_socket() {
+        let (addr, _file) = unix_echo_server(3, None);
+        let report = pingpong::run(&pingpong_config(addr, pingpong::Limit::Messages(50))).unwrap();
+        assert_eq!(report.messages, 150);
+        assert_eq!(report.latency.as_ref().unwrap().count(), 150);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pingpong_over_an_abstract_unix_socket() {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("torsion-bench-test-{}", std::process::id());
+        let addr = UnixSocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let listener = UnixListener::bind_addr(&addr).unwrap();
+        spawn_echo(move || listener.accept().map(|(s, _)| s), 3, None);
+        let endpoint: Endpoint = format!("unix:@{name}").parse().unwrap();
+        let report = pingpong::run(&pingpong_config(endpoint, pingpong::Limit::Messages(10))).unwrap();
+        assert_eq!(report.messages, 30);
     }
 
     #[test]
@@ -312,7 +469,7 @@ mod tests {
         assert!(err.to_string().contains("offset 250"), "{err}");
     }
 
-    fn stream_config(addr: SocketAddr) -> stream::Config {
+    fn stream_config(addr: Endpoint) -> stream::Config {
         stream::Config { addr, conns: 2, size: 4096, depth: 4, duration: Duration::from_millis(200) }
     }
 
@@ -325,16 +482,36 @@ mod tests {
     }
 
     #[test]
+    fn stream_over_a_unix_socket() {
+        let (addr, _file) = unix_echo_server(2, None);
+        let report = stream::run(&stream_config(addr)).unwrap();
+        assert!(report.bytes > 0);
+    }
+
+    #[test]
     fn stream_detects_a_corrupted_echo() {
         let addr = echo_server(2, Some(10_000));
+        let err = stream::run(&stream_config(addr)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        let (addr, _file) = unix_echo_server(2, Some(10_000));
         let err = stream::run(&stream_config(addr)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
     }
 
     #[test]
     fn refuses_non_loopback_targets() {
-        let err = connect_all("192.0.2.1:7".parse().unwrap(), 1).unwrap_err();
+        let err = connect_all(&"192.0.2.1:7".parse().unwrap(), 1).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn a_missing_unix_socket_fails_at_once() {
+        let path = std::env::temp_dir().join(format!("torsion-bench-{}-missing.sock", std::process::id()));
+        let start = Instant::now();
+        let err = connect_all(&Endpoint::Unix(path.clone()), 2).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

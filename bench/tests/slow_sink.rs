@@ -65,7 +65,7 @@ fn slow_sink_limits_its_read_rate_and_closes_on_eof() {
 fn flood_writes_to_a_slow_sink_for_the_duration() {
     let sink = start_sink(&[]);
     let config = flood::Config {
-        addr: sink.addr,
+        addr: sink.addr.into(),
         conns: 5,
         size: 64 * 1024,
         duration: Duration::from_millis(300),
@@ -96,8 +96,13 @@ fn flood_fails_when_the_server_closes() {
             drop(stream);
         }
     });
-    let config =
-        flood::Config { addr, conns: 2, size: 4096, duration: Duration::from_secs(5), idle: Duration::ZERO };
+    let config = flood::Config {
+        addr: addr.into(),
+        conns: 2,
+        size: 4096,
+        duration: Duration::from_secs(5),
+        idle: Duration::ZERO,
+    };
     let start = Instant::now();
     let err = flood::run(&config).expect_err("a closed connection must fail the flood");
     assert!(start.elapsed() < Duration::from_secs(5), "the failure must end the run early: {err}");
@@ -107,8 +112,13 @@ fn flood_fails_when_the_server_closes() {
 fn flood_rejects_bad_parameters() {
     let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
     for (conns, size) in [(0, 1), (1, 0), (1, flood::MAX_SIZE + 1)] {
-        let config =
-            flood::Config { addr, conns, size, duration: Duration::from_millis(10), idle: Duration::ZERO };
+        let config = flood::Config {
+            addr: addr.into(),
+            conns,
+            size,
+            duration: Duration::from_millis(10),
+            idle: Duration::ZERO,
+        };
         let err = flood::run(&config).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{conns} {size}: {err}");
     }

@@ -5,20 +5,22 @@
 //! loadgen pingpong --addr 127.0.0.1:7000 --conns 100 --size 64 --messages 10000
 //! loadgen stream   --addr 127.0.0.1:7000 --conns 10 --size 65536 --duration 5
 //! loadgen flood    --addr 127.0.0.1:7000 --conns 100 --size 65536 --duration 5
+//! loadgen pingpong --addr unix:/tmp/echo.sock --conns 100 --size 64 --duration 5
 //! ```
 //!
 //! Prints one machine-readable `RESULT key=value ...` line and one human-readable line
 //! on standard output, and exits non-zero (with the reason on standard error) if a
-//! connection fails, an echoed byte is wrong, or the run stalls. Only loopback
-//! addresses are accepted as targets.
+//! connection fails, an echoed byte is wrong, or the run stalls. Only loopback TCP
+//! addresses and Unix sockets (`unix:/path`, or `unix:@name` for a Linux abstract
+//! name) are accepted as targets.
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use torsion_bench::loadgen::{flood, pingpong, stream, Report};
+use torsion_bench::Endpoint;
 
 /// Load generator for the torsion echo benchmark.
 #[derive(Debug, Parser)]
@@ -45,9 +47,9 @@ enum Command {
 /// Options common to all workloads.
 #[derive(Debug, Args)]
 struct Common {
-    /// Server address (loopback only).
+    /// Server address: loopback IP:PORT, unix:/path or unix:@name.
     #[arg(long)]
-    addr: SocketAddr,
+    addr: Endpoint,
     /// Number of concurrent connections.
     #[arg(long, default_value_t = 100)]
     conns: usize,

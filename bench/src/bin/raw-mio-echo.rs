@@ -13,16 +13,23 @@
 //! * reading stops at `WouldBlock` or at a short read (the receive queue is empty, so
 //!   the next edge will come with new data), which saves one `read` syscall per message.
 //!
-//! Usage: `raw-mio-echo [--listen 127.0.0.1:0] [--read-size BYTES]`. The first line on
-//! standard output is `listening on <addr>`.
+//! The same loop serves TCP or a Unix socket: the server is generic over the
+//! [`Listener`] (mio's `TcpListener` or `UnixListener`) and the stream type it accepts,
+//! and the only difference is that TCP connections get `TCP_NODELAY`.
+//!
+//! Usage: `raw-mio-echo [--listen 127.0.0.1:0 | --listen unix:/path] [--read-size BYTES]`.
+//! The first line on standard output is `listening on <addr>` (`listening on unix:/path`
+//! for a Unix socket). A Unix socket path must not exist yet, and the socket file is
+//! left behind when the server is killed: use a fresh path (in a temporary directory)
+//! for each run.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 
 use clap::Parser;
-use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
+use mio::event::{Event, Source};
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token};
+use torsion_bench::Endpoint;
 
 /// Size of the one read buffer shared by all connections.
 const READ_BUF: usize = 256 * 1024;
@@ -35,9 +42,10 @@ const LISTENER: Token = Token(usize::MAX);
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
-    /// Address to listen on (port 0 lets the kernel choose).
+    /// Address to listen on: IP:PORT (port 0 lets the kernel choose), unix:/path (which
+    /// must not exist yet) or unix:@name (Linux abstract name).
     #[arg(long, default_value = torsion_bench::DEFAULT_LISTEN)]
-    listen: SocketAddr,
+    listen: Endpoint,
     /// Most bytes taken by one `read` (the shared buffer is always 256 KiB). The
     /// default uses the whole buffer; smaller values are for experiments (fewer bytes
     /// touched per read, more syscalls per megabyte).
@@ -53,10 +61,48 @@ fn parse_read_size(text: &str) -> Result<usize, String> {
     }
 }
 
+/// A listening socket the server can accept connections of type `Stream` from.
+trait Listener: Source {
+    /// The connected socket type.
+    type Stream: Read + Write + Source;
+
+    /// Accepts one pending connection (non-blocking).
+    fn accept_stream(&self) -> io::Result<Self::Stream>;
+
+    /// Per-connection socket settings, applied once after accepting.
+    fn prepare(stream: &Self::Stream) -> io::Result<()>;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+
+    fn accept_stream(&self) -> io::Result<TcpStream> {
+        self.accept().map(|(stream, _peer)| stream)
+    }
+
+    fn prepare(stream: &TcpStream) -> io::Result<()> {
+        // Answer small messages at once, as every benchmarked server does.
+        stream.set_nodelay(true)
+    }
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+
+    fn accept_stream(&self) -> io::Result<UnixStream> {
+        self.accept().map(|(stream, _peer)| stream)
+    }
+
+    fn prepare(_stream: &UnixStream) -> io::Result<()> {
+        // No Nagle on Unix sockets: nothing to set.
+        Ok(())
+    }
+}
+
 /// One accepted connection.
 #[derive(Debug)]
-struct Conn {
-    stream: TcpStream,
+struct Conn<S> {
+    stream: S,
     /// Echo data the socket did not accept yet; empty in the common case.
     pending: Vec<u8>,
     /// How much of `pending` has been written already.
@@ -79,7 +125,7 @@ enum Flushed {
     Blocked,
 }
 
-impl Conn {
+impl<S: Read + Write + Source> Conn<S> {
     fn has_pending(&self) -> bool {
         self.pending_pos < self.pending.len()
     }
@@ -195,11 +241,11 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
 
 /// The server: listener, connection slab and the shared read buffer.
 #[derive(Debug)]
-struct Server {
+struct Server<L: Listener> {
     poll: Poll,
-    listener: TcpListener,
+    listener: L,
     /// Connections indexed by token; `None` marks a free slot.
-    conns: Vec<Option<Conn>>,
+    conns: Vec<Option<Conn<L::Stream>>>,
     /// Free slots in `conns`, reused before the vector grows.
     free: Vec<usize>,
     /// The single read buffer shared by every connection.
@@ -208,10 +254,9 @@ struct Server {
     read_size: usize,
 }
 
-impl Server {
-    fn bind(addr: SocketAddr, read_size: usize) -> io::Result<Self> {
+impl<L: Listener> Server<L> {
+    fn new(mut listener: L, read_size: usize) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(addr)?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(Self { poll, listener, conns: Vec::new(), free: Vec::new(), buf: vec![0; READ_BUF], read_size })
     }
@@ -219,8 +264,8 @@ impl Server {
     /// Accepts every pending connection (edge-triggered: the backlog must be drained).
     fn accept_all(&mut self) -> io::Result<()> {
         loop {
-            let mut stream = match self.listener.accept() {
-                Ok((stream, _peer)) => stream,
+            let mut stream = match self.listener.accept_stream() {
+                Ok(stream) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 // The peer gave up before we accepted it; try the next one.
                 Err(e) if is_transient_accept_error(&e) => continue,
@@ -228,7 +273,7 @@ impl Server {
                 // server: an edge-triggered listener cannot simply retry later.
                 Err(e) => return Err(e),
             };
-            stream.set_nodelay(true)?;
+            L::prepare(&stream)?;
             let slot = match self.free.pop() {
                 Some(slot) => slot,
                 None => {
@@ -276,7 +321,18 @@ impl Server {
 
 fn main() -> io::Result<()> {
     let cli = Cli::parse();
-    let mut server = Server::bind(cli.listen, cli.read_size)?;
-    torsion_bench::announce_listening(server.listener.local_addr()?)?;
-    server.run()
+    let bind_error = |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cli.listen));
+    match &cli.listen {
+        Endpoint::Tcp(addr) => {
+            let mut server = Server::new(TcpListener::bind(*addr).map_err(bind_error)?, cli.read_size)?;
+            torsion_bench::announce_listening(server.listener.local_addr()?)?;
+            server.run()
+        }
+        unix @ (Endpoint::Unix(_) | Endpoint::UnixAbstract(_)) => {
+            let listener = UnixListener::bind_addr(&unix.unix_socket_addr()?).map_err(bind_error)?;
+            let mut server = Server::new(listener, cli.read_size)?;
+            torsion_bench::announce_listening(unix)?;
+            server.run()
+        }
+    }
 }

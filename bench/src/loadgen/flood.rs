@@ -16,19 +16,19 @@
 //! [`STALL_TIMEOUT`]: super::STALL_TIMEOUT
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::{
-    connect_all, context, stalled, stream_base, Mode, Report, EVENT_CAPACITY, POLL_TICK, STALL_TIMEOUT,
+    connect_all, context, stalled, stream_base, Mode, Report, Stream, EVENT_CAPACITY, POLL_TICK,
+    STALL_TIMEOUT,
 };
 use crate::cpu::self_cpu_time;
 use crate::pattern::Pattern;
+use crate::Endpoint;
 
 /// Size of the buffer that replies (if any) are read into and discarded from.
 const READ_BUF: usize = 64 * 1024;
@@ -38,8 +38,8 @@ pub const MAX_SIZE: usize = 16 << 20;
 /// Parameters of a flooding run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Target address (must be loopback).
-    pub addr: SocketAddr,
+    /// Target address (loopback TCP, or a Unix socket).
+    pub addr: Endpoint,
     /// Number of concurrent connections.
     pub conns: usize,
     /// Bytes offered to each `write` call.
@@ -54,7 +54,7 @@ pub struct Config {
 /// One client connection's state.
 #[derive(Debug)]
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Pattern offset of this connection's stream.
     base: u64,
     /// Bytes the kernel accepted so far.
@@ -111,7 +111,7 @@ pub fn run(config: &Config) -> io::Result<Report> {
             format!("conns must be at least 1 and size between 1 and {MAX_SIZE}"),
         ));
     }
-    let streams = connect_all(config.addr, config.conns)?;
+    let streams = connect_all(&config.addr, config.conns)?;
     let mut poll = Poll::new()?;
     let mut conns = Vec::with_capacity(streams.len());
     for (i, mut stream) in streams.into_iter().enumerate() {

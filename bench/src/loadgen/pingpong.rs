@@ -6,20 +6,19 @@
 //! mio event loop, which keeps the load generator to one core.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::{
-    connect_all, context, mismatch, overrun, stalled, stream_base, Mode, Report, EVENT_CAPACITY, POLL_TICK,
-    STALL_TIMEOUT, WARMUP_TIMEOUT,
+    connect_all, context, mismatch, overrun, stalled, stream_base, Mode, Report, Stream, EVENT_CAPACITY,
+    POLL_TICK, STALL_TIMEOUT, WARMUP_TIMEOUT,
 };
 use crate::cpu::self_cpu_time;
 use crate::histogram::Histogram;
 use crate::pattern::Pattern;
+use crate::Endpoint;
 
 /// Size of the receive buffer shared by all connections.
 const READ_BUF: usize = 64 * 1024;
@@ -36,8 +35,8 @@ pub enum Limit {
 /// Parameters of a ping-pong run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Echo server address (must be loopback).
-    pub addr: SocketAddr,
+    /// Echo server address (loopback TCP, or a Unix socket).
+    pub addr: Endpoint,
     /// Number of concurrent connections.
     pub conns: usize,
     /// Message size in bytes.
@@ -52,7 +51,7 @@ pub struct Config {
 /// stream positions `k*size .. (k+1)*size`.
 #[derive(Debug)]
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Pattern offset of this connection's stream.
     base: u64,
     /// Bytes written so far.
@@ -187,7 +186,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(streams: Vec<TcpStream>, size: usize) -> io::Result<Self> {
+    fn new(streams: Vec<Stream>, size: usize) -> io::Result<Self> {
         let poll = Poll::new()?;
         let now = Instant::now();
         let mut conns = Vec::with_capacity(streams.len());
@@ -271,7 +270,7 @@ pub fn run(config: &Config) -> io::Result<Report> {
     if config.size == 0 || config.conns == 0 {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "size and conns must be at least 1"));
     }
-    let streams = connect_all(config.addr, config.conns)?;
+    let streams = connect_all(&config.addr, config.conns)?;
     let mut driver = Driver::new(streams, config.size)?;
 
     // Warm-up: one message per connection, not measured.

@@ -5,19 +5,18 @@
 //! verified against the pattern. All connections are driven by one mio event loop.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::{
-    connect_all, context, mismatch, overrun, stalled, stream_base, Mode, Report, EVENT_CAPACITY, POLL_TICK,
-    STALL_TIMEOUT, WARMUP_TIMEOUT,
+    connect_all, context, mismatch, overrun, stalled, stream_base, Mode, Report, Stream, EVENT_CAPACITY,
+    POLL_TICK, STALL_TIMEOUT, WARMUP_TIMEOUT,
 };
 use crate::cpu::self_cpu_time;
 use crate::pattern::Pattern;
+use crate::Endpoint;
 
 /// Size of the receive buffer shared by all connections, and the largest single write.
 const IO_CHUNK: usize = 256 * 1024;
@@ -25,8 +24,8 @@ const IO_CHUNK: usize = 256 * 1024;
 /// Parameters of a streaming run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Echo server address (must be loopback).
-    pub addr: SocketAddr,
+    /// Echo server address (loopback TCP, or a Unix socket).
+    pub addr: Endpoint,
     /// Number of concurrent connections.
     pub conns: usize,
     /// Write unit in bytes; the in-flight window is `depth * size`.
@@ -40,7 +39,7 @@ pub struct Config {
 /// One client connection's state.
 #[derive(Debug)]
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Pattern offset of this connection's stream.
     base: u64,
     /// Bytes written so far.
@@ -162,7 +161,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(streams: Vec<TcpStream>, unit: u64, window: u64) -> io::Result<Self> {
+    fn new(streams: Vec<Stream>, unit: u64, window: u64) -> io::Result<Self> {
         let poll = Poll::new()?;
         let mut conns = Vec::with_capacity(streams.len());
         for (i, mut stream) in streams.into_iter().enumerate() {
@@ -232,7 +231,7 @@ pub fn run(config: &Config) -> io::Result<Report> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "size, conns and depth must be at least 1"));
     }
     let window = config.size as u64 * config.depth as u64;
-    let streams = connect_all(config.addr, config.conns)?;
+    let streams = connect_all(&config.addr, config.conns)?;
     let mut driver = Driver::new(streams, config.size as u64, window)?;
 
     // Warm-up: every connection echoes `size` bytes, not measured.
