@@ -55,6 +55,7 @@ use torsion_reactor::{Address, AddressParseError, UnixAddr};
 use tracing_subscriber::EnvFilter;
 
 pub mod chat;
+pub mod guide;
 pub mod proxy;
 
 /// Exit code for a failure at startup: bad arguments, a bad address, an address in use.
