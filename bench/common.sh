@@ -210,7 +210,7 @@ _cleanup() {
 # kernel-chosen loopback port (tcp), or a fresh socket path in WORK (unix).
 listen_addr() {
     case $1 in
-        tcp) LISTEN_ADDR=127.0.0.1:0 ;;
+        tcp | udp) LISTEN_ADDR=127.0.0.1:0 ;;
         unix)
             SOCKET_SEQ=$((SOCKET_SEQ + 1))
             LISTEN_ADDR=unix:$WORK/$SOCKET_SEQ.sock
@@ -277,6 +277,10 @@ scenario_args() {
         unix-stream64k-c10)
             SCENARIO_ARGS=(stream --conns 10 --size 65536 --duration "$DURATION")
             SCENARIO_TRANSPORT=unix
+            ;;
+        udp-pp64)
+            SCENARIO_ARGS=(udp-pingpong --conns 100 --size 64 --duration "$DURATION")
+            SCENARIO_TRANSPORT=udp
             ;;
         *) die "unknown scenario '$1' (known: $ECHO_SCENARIOS)" ;;
     esac

@@ -12,8 +12,10 @@
 #   BENCH_DURATION   seconds of measurement per scenario (default 5; decimals allowed)
 #   BENCH_SERVERS    servers to run, from: raw-mio torsion tokio asyncio (default: all)
 #   BENCH_SCENARIOS  scenarios, from: pp64-c100 pp64-c1000 stream64k-c10 unix-pp64-c100
-#                    unix-stream64k-c10 (default: all). The unix-* ones run over a Unix
-#                    socket, for raw-mio and torsion only.
+#                    unix-stream64k-c10 udp-pp64 (default: all). The unix-* ones run over a
+#                    Unix socket, for raw-mio and torsion only. udp-pp64 is UDP ping-pong
+#                    (100 client sockets, 64-byte datagrams): raw-mio-udp-echo, torsion's
+#                    udp-echo and asyncio_udp_echo.py (no tokio server).
 #   BENCH_BUILD      set to 0 to skip the cargo builds
 #   BENCH_SERVER_CPU / BENCH_LOADGEN_CPU   CPUs to pin to (default 0 and 1)
 #   CARGO_TARGET_DIR where the release binaries are (default: <workspace>/target)
@@ -25,6 +27,9 @@ cd "$ROOT"
 ALL_SERVERS="raw-mio torsion tokio asyncio"
 # Servers that can listen on a Unix socket (the others are skipped in unix-* scenarios).
 UNIX_SERVERS="raw-mio torsion"
+# Servers with a UDP echo (udp-* scenarios).
+UDP_SERVERS="raw-mio torsion asyncio"
+UDP_SCENARIOS="udp-pp64"
 DURATION=${BENCH_DURATION:-5}
 SERVERS=${BENCH_SERVERS:-$ALL_SERVERS}
 BUILD=${BENCH_BUILD:-1}
@@ -40,9 +45,9 @@ BENCH_SCRIPT=run.sh
 # shellcheck source=bench/common.sh
 source "$ROOT/bench/common.sh"
 
-SCENARIOS=${BENCH_SCENARIOS:-$ECHO_SCENARIOS}
+SCENARIOS=${BENCH_SCENARIOS:-$ECHO_SCENARIOS $UDP_SCENARIOS}
 check_names BENCH_SERVERS "$ALL_SERVERS" "$SERVERS"
-check_names BENCH_SCENARIOS "$ECHO_SCENARIOS" "$SCENARIOS"
+check_names BENCH_SCENARIOS "$ECHO_SCENARIOS $UDP_SCENARIOS" "$SCENARIOS"
 check_seconds "$DURATION" BENCH_DURATION
 # Hard wall-clock bound for one load generator run: measurement plus generous setup time.
 LOADGEN_TIMEOUT=$(awk -v d="$DURATION" 'BEGIN { printf "%d", d + 60 }')
@@ -65,7 +70,7 @@ if [[ $BUILD != 0 ]]; then
     note "building torsion-bench (release)"
     cargo build --release -p torsion-bench || die "cargo build -p torsion-bench failed"
     note "building torsion echo-server (release)"
-    if ! cargo build --release -p torsion-examples --bin echo-server; then
+    if ! cargo build --release -p torsion-examples --bin echo-server --bin udp-echo; then
         note "could not build the torsion echo-server; it will be skipped if no binary exists"
     fi
 fi
@@ -91,6 +96,23 @@ server_cmd() {
     SERVER_CMD=("$bin")
 }
 
+# Sets SERVER_CMD to the UDP echo of server $1 (udp-* scenarios); fails if unavailable.
+udp_server_cmd() {
+    local bin
+    case $1 in
+        raw-mio) bin=$RELEASE/raw-mio-udp-echo ;;
+        torsion) bin=$RELEASE/udp-echo ;;
+        asyncio)
+            [[ -n $PYTHON ]] || { note "skipping asyncio: python3 not found"; return 1; }
+            SERVER_CMD=("$PYTHON" "$ROOT/bench/asyncio_udp_echo.py")
+            return 0
+            ;;
+        *) return 1 ;;
+    esac
+    [[ -x $bin ]] || { note "skipping $1: $bin does not exist"; return 1; }
+    SERVER_CMD=("$bin")
+}
+
 # --- Run -------------------------------------------------------------------------
 
 setup_work torsion-bench
@@ -104,12 +126,17 @@ printf 'server\tscenario\t%s\n' "$ECHO_ROW_HEADER" >"$TSV"
 note "duration ${DURATION}s per scenario; servers: $SERVERS; scenarios: $SCENARIOS"
 UNIX_SKIPPED=
 for server in $SERVERS; do
-    server_cmd "$server" || continue
     for scenario in $SCENARIOS; do
         scenario_args "$scenario"
         if [[ $SCENARIO_TRANSPORT == unix && " $UNIX_SERVERS " != *" $server "* ]]; then
             UNIX_SKIPPED+=" $server/$scenario"
             continue
+        fi
+        if [[ $SCENARIO_TRANSPORT == udp ]]; then
+            [[ " $UDP_SERVERS " == *" $server "* ]] || { UNIX_SKIPPED+=" $server/$scenario"; continue; }
+            udp_server_cmd "$server" || continue
+        else
+            server_cmd "$server" || continue
         fi
         if run_echo "$server" "$scenario" "${SERVER_CMD[@]}"; then
             printf '%s\t%s\t%s\n' "$server" "$scenario" "$ECHO_ROW" >>"$TSV"
@@ -119,7 +146,7 @@ for server in $SERVERS; do
     done
 done
 [[ -z $UNIX_SKIPPED ]] ||
-    note "skipped (tokio-echo and asyncio_echo.py listen on TCP only):$UNIX_SKIPPED"
+    note "skipped (tokio-echo and asyncio_echo.py listen on TCP only; tokio has no UDP echo):$UNIX_SKIPPED"
 
 # --- Report ----------------------------------------------------------------------
 
@@ -137,6 +164,7 @@ done
             if ($1 == "raw-mio") { raw_rate[$2] = $4; raw_cpu[$2] = $7 }
             if ($1 == "asyncio") { aio_rate[$2] = $4; aio_cpu[$2] = $7 }
             if ($2 ~ /^unix-/) unix = 1
+            if ($2 ~ /^udp-/) udp = 1
         }
         END {
             fmt = "%-8s %-18s %14s %9s %9s %14s %8s %9s %7s %8s %8s %8s %8s\n"
@@ -154,6 +182,7 @@ done
             }
             if (n == 0) print "(no results)"
             if (unix) print "unix-*: over a Unix socket (raw-mio and torsion only); ratios to raw-mio in the same Unix scenario"
+            if (udp) print "udp-pp64: datagrams/s (msg/s) and server CPU per datagram; raw-mio is raw-mio-udp-echo"
         }' "$TSV"
 } | tee "$TABLE"
 note "results: $TABLE (table) and $TSV (raw)"

@@ -9,6 +9,7 @@
 //!   bulk echo throughput.
 //! * [`flood`]: each connection writes as fast as its socket accepts and never waits
 //!   for a reply (replies are discarded), to load a slow sink behind a proxy.
+//! * [`udp`]: ping-pong over UDP, one datagram in flight per client socket, losses counted.
 //!
 //! The first two verify every echoed byte against the deterministic [`Pattern`]. All
 //! connect to loopback TCP addresses or Unix sockets only (see [`Endpoint`]), and every
@@ -38,6 +39,7 @@ use crate::Endpoint;
 pub mod flood;
 pub mod pingpong;
 pub mod stream;
+pub mod udp;
 
 /// How long one connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -2,7 +2,8 @@
 //! started as a child process, must announce `listening on <addr>`, must echo
 //! correctly under the load generator, and must handle backpressure (a client that
 //! stops reading for a while) without losing or reordering data. `raw-mio-echo` is
-//! checked over TCP and over a Unix socket.
+//! checked over TCP and over a Unix socket. The UDP echoes (`raw-mio-udp-echo`,
+//! `asyncio_udp_echo.py`) are checked with the load generator's `udp-pingpong`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -12,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use torsion_bench::loadgen::{pingpong, stream};
+use torsion_bench::loadgen::{pingpong, stream, udp};
 use torsion_bench::pattern::Pattern;
 use torsion_bench::Endpoint;
 
@@ -193,4 +194,31 @@ fn asyncio_echo() {
     let server = start("python3", &[script]);
     check_loadgen(&server);
     check_backpressure(&server);
+}
+
+/// The UDP load generator against a UDP echo server: some datagrams are echoed and none is
+/// lost on loopback at this light load.
+fn check_udp(server: &Server) {
+    let Endpoint::Tcp(addr) = server.addr else { panic!("a UDP server announces IP:PORT") };
+    let config = udp::Config { addr, conns: 8, size: 64, duration: Duration::from_millis(300) };
+    let (report, lost) = udp::run(&config).expect("udp-pingpong");
+    assert!(report.messages > 0, "no datagram echoed");
+    assert_eq!(lost, 0, "datagrams lost on loopback at light load");
+}
+
+#[test]
+fn raw_mio_udp_echo() {
+    let server = start(env!("CARGO_BIN_EXE_raw-mio-udp-echo"), &[]);
+    check_udp(&server);
+}
+
+#[test]
+fn asyncio_udp_echo() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("python3 not found: skipping the asyncio UDP server check");
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/asyncio_udp_echo.py");
+    let server = start("python3", &[script]);
+    check_udp(&server);
 }

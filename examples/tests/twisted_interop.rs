@@ -14,13 +14,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use common::{line_reader, run_bounded, text, ChildGuard, WAIT};
+use common::{line_reader, run_bounded, text, twisted_python, ChildGuard, WAIT};
 
 /// The client script's own deadline (a reactor.callLater), within [`WAIT`], which bounds its
 /// process from outside. A run takes well under a second.
@@ -42,38 +42,6 @@ fn collect(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
 
 fn interop_dir() -> PathBuf {
     Path::new(MANIFEST_DIR).join("../tests/interop")
-}
-
-/// The Python that has Twisted, or `None` (after a loud skip line) when there is none.
-fn twisted_python() -> Option<PathBuf> {
-    if let Some(python) = std::env::var_os("TORSION_TWISTED_PYTHON").filter(|p| !p.is_empty()) {
-        // Set by .ci/run after a successful install: from here on Twisted is required, and an
-        // interpreter that cannot run the script fails the test rather than skipping it.
-        let python = PathBuf::from(python);
-        assert!(python.exists(), "TORSION_TWISTED_PYTHON={} does not exist", python.display());
-        return Some(python);
-    }
-    let venv = Path::new(MANIFEST_DIR).join("../target/twisted-venv/bin/python");
-    let why = if venv.exists() {
-        let mut check = Command::new(&venv);
-        check.args(["-c", "import twisted.protocols.basic"]).stdin(Stdio::null());
-        let out = run_bounded(check, "import twisted");
-        if out.status.success() {
-            return Some(venv);
-        }
-        format!("{} cannot import twisted: {}", venv.display(), text(&out.stderr).trim())
-    } else {
-        format!("TORSION_TWISTED_PYTHON is unset and there is no {}", venv.display())
-    };
-    // Straight to the process's stderr: the test harness captures eprintln!, and would hide
-    // the skip of a passing test.
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "\n!!! SKIPPED: Twisted not installed ({why}).\n!!! frame-echo is NOT checked against \
-         real Twisted. Run .ci/run, or: python3 -m venv target/twisted-venv && \
-         target/twisted-venv/bin/pip install twisted\n"
-    );
-    None
 }
 
 /// A running echo server on 127.0.0.1 port 0, with the port it announced.
@@ -175,7 +143,7 @@ fn drive(python: &Path, server: Server, framing: &str, max_length: Option<u32>) 
 
 /// frame-echo with `framing` (and `--max-length`, if given) against Twisted's clients.
 fn frame_echo_with_twisted(framing: &str, max_length: Option<u32>) {
-    let Some(python) = twisted_python() else { return };
+    let Some(python) = twisted_python("frame-echo") else { return };
     let mut cmd = Command::new(FRAME_ECHO);
     cmd.args(["--listen", "127.0.0.1:0"]).args(framing_args(framing, max_length));
     let limit = max_length.map_or("its default max-length".to_string(), |n| format!("--max-length {n}"));
@@ -239,7 +207,7 @@ fn netstring_with_max_length_5000_with_twisted_netstring_receiver() {
 /// frame-echo's, not the script's.
 #[test]
 fn the_checks_hold_for_twisted_s_own_echo_server() {
-    let Some(python) = twisted_python() else { return };
+    let Some(python) = twisted_python("frame-echo") else { return };
     let configs: [(&str, Option<u32>); 6] = [
         ("line", None),
         ("int8", Some(200)),

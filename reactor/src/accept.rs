@@ -77,8 +77,10 @@ impl Core {
 
     /// Stops a listener (a Unix socket's file goes with it, if still ours).
     pub(crate) fn stop_listening(&mut self, key: SourceKey) {
-        if let Some(Source::Listener(_)) = self.sources.get(key) {
-            self.remove_source(key);
+        match self.sources.get(key) {
+            Some(Source::Listener(_)) => self.remove_source(key),
+            Some(Source::Datagram(_)) => self.stop_datagram(key),
+            _ => {}
         }
     }
 

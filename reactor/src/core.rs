@@ -129,6 +129,8 @@ pub(crate) struct Conn {
 pub(crate) enum Source {
     Listener(Listener),
     Conn(Box<Conn>),
+    /// A UDP port ([`crate::datagram`]).
+    Datagram(Box<crate::datagram::Datagram>),
 }
 
 /// A one-shot callback for the loop-level `call_later` and `call_soon`.
@@ -172,6 +174,11 @@ pub(crate) enum Task {
     StopConn(SourceKey),
     /// A callback queued by `call_soon`, a shutdown, or a failed connect.
     Call(TimerFn),
+    /// `started` on a new datagram port, with its protocol when it was opened from a callback
+    /// (the protocol map is not reachable from a context).
+    DatagramStarted(SourceKey, Option<Box<dyn crate::datagram::DatagramProtocol>>),
+    /// `stopped` on a datagram port, then its socket closes.
+    DatagramStopped(SourceKey),
 }
 
 /// A callback run when a graceful stop begins, with the deadline after which connections are
@@ -284,7 +291,11 @@ impl Core {
 
     /// The span of a connection (none for other sources).
     pub(crate) fn span_of(&self, key: SourceKey) -> tracing::Span {
-        self.conn(key).map(|c| c.span.clone()).unwrap_or_else(tracing::Span::none)
+        match self.sources.get(key) {
+            Some(Source::Conn(c)) => c.span.clone(),
+            Some(Source::Datagram(d)) => d.span.clone(),
+            _ => tracing::Span::none(),
+        }
     }
 
     /// The peer of connection `key`, for log lines that must name it even when the
@@ -297,7 +308,7 @@ impl Core {
     /// queued callback.
     pub(crate) fn is_idle(&self) -> bool {
         self.connections == 0
-            && !self.sources.iter().any(|(_, s)| matches!(s, Source::Listener(_)))
+            && !self.sources.iter().any(|(_, s)| matches!(s, Source::Listener(_) | Source::Datagram(_)))
             && self.timers.len() == 0
             && self.tasks.is_empty()
             && !self.shared.has_calls()
@@ -361,6 +372,11 @@ impl Core {
                 if let Phase::Lingering { timer } = conn.phase {
                     self.timers.cancel(timer);
                 }
+            }
+            Some(Source::Datagram(mut d)) => {
+                let _ = self.registry.deregister(&mut d.socket);
+                self.timers.cancel_all(&d.timers);
+                debug!(local = %d.local, "stopped listening (udp)");
             }
             None => {}
         }
@@ -437,6 +453,7 @@ impl Core {
         let queued = match self.sources.get_mut(key) {
             Some(Source::Conn(c)) => std::mem::replace(&mut c.queued, true),
             Some(Source::Listener(l)) => std::mem::replace(&mut l.queued, true),
+            Some(Source::Datagram(d)) => std::mem::replace(&mut d.queued, true),
             None => true,
         };
         if !queued {
@@ -484,8 +501,10 @@ impl Core {
             Some(TimerKind::Protocol(key)) => Some(*key),
             _ => None,
         };
-        if let Some(conn) = owner.and_then(|key| self.conn_mut(key)) {
-            conn.timers.retain(|t| *t != id);
+        match owner.and_then(|key| self.sources.get_mut(key)) {
+            Some(Source::Conn(conn)) => conn.timers.retain(|t| *t != id),
+            Some(Source::Datagram(d)) => d.timers.retain(|t| *t != id),
+            _ => {}
         }
         self.timers.cancel(id)
     }

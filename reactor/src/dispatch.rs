@@ -13,6 +13,7 @@ use tracing::{debug, error};
 
 use crate::core::{Core, Phase, SourceKey, Task};
 use crate::ctx::{Ctx, LoopCtx};
+use crate::datagram::DatagramProtocol;
 use crate::flow::Callee;
 use crate::protocol::{DisconnectReason, Producer, Protocol};
 use crate::transport::Transport;
@@ -21,6 +22,7 @@ use crate::transport::Transport;
 /// compiler).
 pub(crate) struct World {
     pub(crate) protocols: SecondaryMap<SourceKey, Box<dyn Protocol>>,
+    pub(crate) datagrams: SecondaryMap<SourceKey, Box<dyn DatagramProtocol>>,
     pub(crate) core: Core,
 }
 
@@ -29,6 +31,9 @@ pub(crate) struct World {
 pub(crate) enum Owner {
     /// A connection: its span is entered, and a panic aborts it.
     Conn(SourceKey),
+    /// A datagram port: its span is entered; a panic is logged and the port keeps serving
+    /// (there is no connection to abort).
+    Datagram(SourceKey),
     /// The loop (timers, thread calls, factories, shutdown triggers): a panic is logged only.
     Loop,
 }
@@ -54,7 +59,7 @@ impl World {
         f: impl FnOnce(&mut World) -> R,
     ) -> Option<R> {
         let span = match owner {
-            Owner::Conn(key) => self.core.span_of(key),
+            Owner::Conn(key) | Owner::Datagram(key) => self.core.span_of(key),
             Owner::Loop => tracing::Span::none(),
         };
         let result = {
@@ -70,6 +75,9 @@ impl World {
                         let peer = self.core.peer_text(key);
                         error!(id = ?key.data(), %peer, panic = %message, "{what} panicked; aborting its connection");
                         self.core.abort_with(key, DisconnectReason::Panicked(message));
+                    }
+                    Owner::Datagram(key) => {
+                        error!(id = ?key.data(), panic = %message, "{what} panicked; the datagram port keeps serving");
                     }
                     Owner::Loop => error!(panic = %message, "{what} panicked"),
                 }
@@ -152,6 +160,15 @@ impl World {
             }
             Task::StopConn(other) => Transport::new(&mut self.core, other).lose_connection(),
             Task::Call(f) => self.call_loop("queued callback", f),
+            Task::DatagramStarted(key, protocol) => {
+                if let Some(protocol) = protocol {
+                    self.datagrams.insert(key, protocol);
+                    // Datagrams that arrived before the protocol did are waiting in the kernel.
+                    self.core.requeue(key);
+                }
+                self.datagram_start(key);
+            }
+            Task::DatagramStopped(key) => self.datagram_stopped(key),
         }
     }
 

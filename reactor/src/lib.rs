@@ -14,6 +14,10 @@
 //! are one [`Address`] type, displayed as users write them (`127.0.0.1:8000`, `[::1]:8000`,
 //! `unix:/run/app.sock`).
 //!
+//! Datagrams (UDP) have their own contract, [`DatagramProtocol`], served by
+//! [`Reactor::listen_udp`]: one protocol per port, no connection and no write buffer (see
+//! [`datagram`]).
+//!
 //! ```no_run
 //! use torsion_reactor::{Ctx, Protocol, Reactor};
 //!
@@ -48,6 +52,7 @@
 //! | `dispatch.rs` | the ONE function every user callback goes through (span, panic isolation, settling queued work) |
 //! | `ctx.rs`, `transport.rs` | what user code is lent: [`LoopCtx`], [`Ctx`], [`Transport`] |
 //! | `stream.rs`, `flow.rs` | a connection's reads, flushes and half-close; flow control applied to the table |
+//! | `datagram.rs` | UDP: [`DatagramProtocol`], [`DatagramCtx`], [`DatagramPort`], reading with the budget, stopping (no write buffer: see its docs) |
 //! | `accept.rs`, `connect.rs`, `shutdown.rs` | listening and accepting; connecting out; graceful stop |
 //! | `timers.rs`, `clock.rs`, `handle.rs` | the timer queue (generic), time, other threads |
 //! | `testing/` | the harness, and the test seams behind one optional field |
@@ -89,6 +94,7 @@ pub mod clock;
 mod connect;
 mod core;
 mod ctx;
+pub mod datagram;
 mod dispatch;
 mod error;
 mod flow;
@@ -106,6 +112,7 @@ pub use bytes::Bytes;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use core::{ConnId, ListenerId};
 pub use ctx::{Ctx, LoopCtx};
+pub use datagram::{DatagramCtx, DatagramPort, DatagramProtocol};
 pub use error::Error;
 pub use handle::ReactorHandle;
 pub use protocol::{
@@ -118,6 +125,7 @@ pub use reactor::{
 };
 pub use timers::TimerId;
 pub use torsion_transports::{
-    Address, AddressParseError, ListenOptions, PeerCredentials, TransportError, UnixAddr, UnixListenOptions,
+    Address, AddressParseError, ListenOptions, PeerCredentials, RecvOutcome, SendOutcome, TransportError,
+    UdpOptions, UnixAddr, UnixListenOptions, DEFAULT_MAX_DATAGRAM,
 };
 pub use transport::{ProducerSource, Transport};

@@ -92,7 +92,14 @@
 //! A panic in any callback is caught and logged (as `error`, with the connection's id and peer);
 //! the connection it belongs to is aborted and its protocol receives `connection_lost(Panicked)`
 //! (unless that is the callback that panicked). A panic in a callback that belongs to no
-//! connection is logged only. Other connections and the loop carry on.
+//! connection is logged only. Other connections and the loop carry on. A panic in a
+//! [`DatagramProtocol`](crate::DatagramProtocol) callback is logged and the port keeps
+//! serving: there is no connection to abort (see [`crate::datagram`]).
+//!
+//! # Datagrams
+//! UDP has its own contract, [`DatagramProtocol`](crate::DatagramProtocol) (`started`,
+//! `datagram_received`, `error_received`, `writable`, `timer_fired`, `stopped`), and no write
+//! buffer; it is written down in [`crate::datagram`].
 
 use std::io;
 

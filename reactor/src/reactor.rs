@@ -88,7 +88,7 @@ impl Reactor {
             events: Events::with_capacity(1024),
             read_buf: vec![0; DEFAULT_READ_BUFFER],
             signals: None,
-            world: World { protocols: SecondaryMap::new(), core },
+            world: World { protocols: SecondaryMap::new(), datagrams: SecondaryMap::new(), core },
         })
     }
 
@@ -558,6 +558,9 @@ impl Reactor {
                 continue;
             }
             match world.core.timers.take(id) {
+                Some(TimerKind::Protocol(key)) if world.core.datagram(key).is_some() => {
+                    world.datagram_timer(key, id);
+                }
                 Some(TimerKind::Protocol(key)) => {
                     if let Some(conn) = world.core.conn_mut(key) {
                         conn.timers.retain(|t| *t != id);
@@ -600,6 +603,10 @@ impl Reactor {
                         let writable = event.is_writable() || event.is_write_closed() || event.is_error();
                         world.conn_event(key, writable, &mut self.read_buf);
                     }
+                    Some(Source::Datagram(_)) => {
+                        let writable = event.is_writable() || event.is_error();
+                        world.datagram_event(key, writable, &mut self.read_buf);
+                    }
                     None => {}
                 }
             }
@@ -616,6 +623,10 @@ impl Reactor {
             Some(Source::Conn(conn)) => {
                 conn.queued = false;
                 world.conn_event(key, false, &mut self.read_buf);
+            }
+            Some(Source::Datagram(d)) => {
+                d.queued = false;
+                world.datagram_event(key, false, &mut self.read_buf);
             }
             None => {}
         }

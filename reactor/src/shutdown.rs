@@ -68,6 +68,10 @@ impl Core {
         for key in listeners {
             self.remove_source(key);
         }
+        // Datagram ports hear `stopped`, then close.
+        for key in self.datagram_keys() {
+            self.stop_datagram(key);
+        }
         for key in self.conn_keys() {
             match self.conn_mut(key) {
                 Some(Conn { phase: Phase::Connecting { factory, timeout }, peer, .. }) => {

@@ -13,6 +13,7 @@
 //! | [`connection`] | the per-connection state machine: reading, pausing, half-close, clean, abortive and lingering close |
 //! | [`buffer`] | the [`WriteBuffer`] with watermarks, coalescing, and the direct write of large chunks |
 //! | [`producer`] | the producer/consumer contract as pure transitions ([`ProducerState`]) |
+//! | [`udp`] | UDP sockets: binding, receiving with oversized datagrams dropped, typed send outcomes, connected mode, multicast and broadcast (no write buffer: see its docs) |
 //! | [`memory`] | a memory socket for the test harness, driven like a real one |
 //!
 //! The reactor drives it; everything here is tested without a loop.
@@ -37,6 +38,7 @@ pub mod memory;
 pub mod producer;
 pub mod socket;
 pub mod tcp;
+pub mod udp;
 pub mod unix;
 
 use std::io;
@@ -54,6 +56,7 @@ pub use memory::MemorySocket;
 pub use producer::{ProducerCall, ProducerState};
 pub use socket::{BoxedStream, ConnectProgress, PeerCredentials, StreamSocket};
 pub use tcp::{bind_listener, connect_progress, start_connect, ListenOptions, DEFAULT_BACKLOG};
+pub use udp::{bind_udp, RecvOutcome, SendOutcome, UdpOptions, UdpSocket, DEFAULT_MAX_DATAGRAM};
 pub use unix::{
     bind_unix_listener, connect_unix, peer_credentials, unix_connect_progress, UnixListenOptions,
     UnixListenerSocket, DEFAULT_UNIX_MODE,

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use torsion_bench::loadgen::{flood, pingpong, stream, Report};
+use torsion_bench::loadgen::{flood, pingpong, stream, udp, Report};
 use torsion_bench::Endpoint;
 
 /// Load generator for the torsion echo benchmark.
@@ -42,6 +42,27 @@ enum Command {
     /// replies (anything that comes back is discarded). Reports MB/s written. For loading
     /// a slow sink behind a proxy.
     Flood(FloodArgs),
+    /// UDP request/response: each client socket sends a datagram and waits for its echo
+    /// before sending the next (a datagram not echoed within 200 ms counts as lost and the
+    /// next one goes). Reports datagrams/s (as msgs_per_s) and latency; losses on stderr.
+    UdpPingpong(UdpArgs),
+}
+
+/// `udp-pingpong` options.
+#[derive(Debug, Args)]
+struct UdpArgs {
+    /// Server address: loopback IP:PORT.
+    #[arg(long)]
+    addr: std::net::SocketAddr,
+    /// Number of client sockets.
+    #[arg(long, default_value_t = 100)]
+    conns: usize,
+    /// Datagram size in bytes (at least 8).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Length of the measured phase in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
 }
 
 /// Options common to all workloads.
@@ -147,6 +168,17 @@ fn run(cli: Cli) -> Result<Report, String> {
                 idle: if args.idle == 0.0 { Duration::ZERO } else { seconds(args.idle, "idle")? },
             };
             flood::run(&config).map_err(|e| e.to_string())
+        }
+        Command::UdpPingpong(args) => {
+            let config = udp::Config {
+                addr: args.addr,
+                conns: args.conns,
+                size: args.size,
+                duration: seconds(args.duration, "duration")?,
+            };
+            let (report, lost) = udp::run(&config).map_err(|e| e.to_string())?;
+            println!("udp-pingpong: {lost} datagrams lost (not echoed within 200 ms)");
+            Ok(report)
         }
     }
 }

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // Each test file uses a different part.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -261,4 +261,37 @@ pub fn send_all_then_read_to_end<S: Duplex>(stream: S, data: &[u8]) -> Vec<u8> {
 /// Deterministic bytes covering every value.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect()
+}
+
+/// The Python that has Twisted (from `TORSION_TWISTED_PYTHON`, or target/twisted-venv if it
+/// imports Twisted), or `None` after a loud skip line naming `what` is not checked.
+pub fn twisted_python(what: &str) -> Option<PathBuf> {
+    if let Some(python) = std::env::var_os("TORSION_TWISTED_PYTHON").filter(|p| !p.is_empty()) {
+        // Set by .ci/run after a successful install: from here on Twisted is required, and an
+        // interpreter that cannot run the script fails the test rather than skipping it.
+        let python = PathBuf::from(python);
+        assert!(python.exists(), "TORSION_TWISTED_PYTHON={} does not exist", python.display());
+        return Some(python);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/twisted-venv/bin/python");
+    let why = if venv.exists() {
+        let mut check = Command::new(&venv);
+        check.args(["-c", "import twisted.protocols.basic"]).stdin(Stdio::null());
+        let out = run_bounded(check, "import twisted");
+        if out.status.success() {
+            return Some(venv);
+        }
+        format!("{} cannot import twisted: {}", venv.display(), text(&out.stderr).trim())
+    } else {
+        format!("TORSION_TWISTED_PYTHON is unset and there is no {}", venv.display())
+    };
+    // Straight to the process's stderr: the test harness captures eprintln!, and would hide
+    // the skip of a passing test.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "\n!!! SKIPPED: Twisted not installed ({why}).\n!!! {what} is NOT checked against \
+         real Twisted. Run .ci/run, or: python3 -m venv target/twisted-venv && \
+         target/twisted-venv/bin/pip install twisted\n"
+    );
+    None
 }
