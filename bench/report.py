@@ -5,7 +5,10 @@ Run by ``bench/report``, which passes everything through the environment:
 ``REPORT_TSV`` (every run, one row each), ``REPORT_MD``, ``REPORT_CHART_DIR`` and the
 machine description (``REPORT_DATE``, ``REPORT_COMMIT``, ``REPORT_CPU``,
 ``REPORT_CORES``, ``REPORT_KERNEL``, ``REPORT_MEMORY``, ``REPORT_SETUP``,
-``REPORT_PYTHON``, ``REPORT_SKIPPED``). Figures are medians over the repetitions; ratios
+``REPORT_PYTHON``, ``REPORT_SKIPPED``), and the files of ``bench/proxy.sh``'s run for the
+Proxy section (``REPORT_PROXY_TSV``: every run; ``REPORT_PROXY_TABLE``: its table, whose
+slowsink-c100 summary gives the memory figures; both unset or empty: no Proxy section).
+Figures are medians over the repetitions; ratios
 are of medians, to raw mio's median in the same scenario. Charts are drawn with
 matplotlib when it can be imported (and ``REPORT_PLAIN_SVG`` is not set), else with
 the small SVG writer below (no dependency).
@@ -13,6 +16,7 @@ the small SVG writer below (no dependency).
 
 import csv
 import os
+import re
 import statistics
 import sys
 from html import escape
@@ -221,6 +225,143 @@ def draw(path, heading, panels):
         return "built-in SVG writer"
 
 
+# --- The proxy section (bench/proxy.sh's files) --------------------------------------
+
+PROXY_SCENARIOS = ["stream64k-c10", "pp64-c100"]
+# Lines of proxy.sh's slowsink-c100 summary: (key, regular expression); MiB figures.
+PROXY_MEMORY_LINES = [
+    ("peak", r"^\s*proxy peak RSS\s+([0-9.]+) MiB"),
+    ("empty", r"^\s*proxy RSS, no connections\s+([0-9.]+) MiB"),
+    ("pairs", r"^\s*proxy RSS, idle pairs\s+([0-9.]+) MiB\s+\((\d+) pairs connected"),
+    ("growth", r"^\s*growth in the flood\s+([0-9.]+) MiB\s+\(peak minus ([a-z ]+): .* ([0-9.]+)x the bound\)"),
+    ("bound", r"^\s*bound on the buffers\s+([0-9.]+) MiB\s+\((\d+) pairs x \((\d+) KiB high mark "
+              r"\+ (\d+) KiB read\), client->backend; both ways ([0-9.]+) MiB\)"),
+    ("last", r"^\s*RSS in the last 1 s\s+([0-9.]+|na) MiB"),
+    ("cpu", r"^\s*proxy CPU\s+([0-9.]+) %"),
+    ("flood", r"^slowsink-c100: .* for ([0-9.]+) s, the backend reads (\d+) KiB per connection every (\d+) ms"),
+]
+
+
+def load_proxy(path):
+    """proxy.sh's .tsv grouped by (scenario, path): {key: {column: [figures]}}."""
+    runs = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            cols = runs.setdefault((row["scenario"], row["path"]), {"mode": row["mode"]})
+            for name, value in row.items():
+                if name not in ("scenario", "path", "mode", "rep"):
+                    cols.setdefault(name, []).append(fnum(value))
+    return runs
+
+
+def load_proxy_memory(path):
+    """The slowsink-c100 figures of proxy.sh's table: {key: (groups...)}; {} if absent."""
+    found = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            for key, pattern in PROXY_MEMORY_LINES:
+                match = re.match(pattern, line)
+                if match and key not in found:
+                    found[key] = match.groups()
+    return found
+
+
+def proxy_section(table_path, tsv_path):
+    """The Proxy section's lines and its two tables (throughput/CPU, memory)."""
+    md = ["", "## Proxy", "",
+          "torsion's `proxy` example measured by `bench/proxy.sh` in the same run: each throughput "
+          "scenario runs the echo server directly (pinned to the server CPU, as above), then through "
+          "the proxy (the proxy on the server CPU, its backend echo server sharing the load "
+          "generator's CPU). Throughput ratio: through the proxy / direct (**higher is better**; "
+          "1.00x = the proxy costs no throughput). CPU ratio: the proxy's CPU per MB or per message "
+          "/ the direct echo server's (**lower is better**); the proxy moves every byte twice (in "
+          "from the client and out to the backend, and back), so 2.00x would be the same cost per "
+          "byte moved as echoing it. The last column adds the backend's CPU to the proxy's. Medians "
+          "of the repetitions, throughput with their range in brackets: a wide range means other "
+          "work on the machine starved some runs (their load generator got well under a full core, "
+          "`loadgen_cpu_pct` in proxy.sh's .tsv), which moves throughput far more than CPU per unit."]
+    rows, throughput_table = [], None
+    runs = load_proxy(tsv_path) if tsv_path and os.path.exists(tsv_path) else {}
+    for scn in PROXY_SCENARIOS:
+        direct, proxied = runs.get((scn, "direct")), runs.get((scn, "proxy"))
+        if not direct or not proxied:
+            continue
+        stream = direct["mode"] == "stream"
+        unit = "us/MB" if stream else "us/msg"
+        rate_fmt = "{:.1f} MB/s" if stream else "{:.0f} msg/s"
+
+        def m(key, col, path_runs=runs):
+            figures = [v for v in path_runs[key].get(col, []) if v is not None]
+            return statistics.median(figures) if figures else None
+
+        d_rate, p_rate = m((scn, "direct"), "rate"), m((scn, "proxy"), "rate")
+        d_cpu = m((scn, "direct"), "echo_cpu_per_unit")
+        p_cpu = m((scn, "proxy"), "proxy_cpu_per_unit")
+        b_cpu = m((scn, "proxy"), "echo_cpu_per_unit")
+        total = p_cpu + b_cpu if p_cpu is not None and b_cpu is not None else None
+        n = min(len([v for v in direct.get("rate", []) if v is not None]),
+                len([v for v in proxied.get("rate", []) if v is not None]))
+        def rng(key, col, pattern):
+            figures = [v for v in runs[key].get(col, []) if v is not None]
+            if len(figures) < 2:
+                return ""
+            return " [" + pattern.format(min(figures)) + "-" + pattern.format(max(figures)) + "]"
+
+        rng_fmt = "{:.0f}"
+        rows.append([scn, fmt(d_rate, rate_fmt) + rng((scn, "direct"), "rate", rng_fmt),
+                     fmt(p_rate, rate_fmt) + rng((scn, "proxy"), "rate", rng_fmt),
+                     f"**{fmt_ratio(ratio(p_rate, d_rate))}**",
+                     fmt(d_cpu, "{:.2f} " + unit), fmt(p_cpu, "{:.2f} " + unit),
+                     f"**{fmt_ratio(ratio(p_cpu, d_cpu))}**", fmt_ratio(ratio(total, d_cpu)),
+                     fmt(m((scn, "proxy"), "proxy_cpu_pct"), "{:.0f}"), str(n)])
+    md.append("")
+    if rows:
+        md.append(table(["scenario", "direct echo", "through the proxy", "throughput proxy/direct",
+                         "direct echo CPU", "proxy CPU", "CPU proxy/direct", "proxy + backend / direct",
+                         "proxy CPU %", "runs"], rows))
+        throughput_table = md[-1]
+    else:
+        md.append("No throughput runs of the proxy were recorded (see the skipped list).")
+
+    mem = load_proxy_memory(table_path) if table_path and os.path.exists(table_path) else {}
+    memory_table = None
+    md += ["", "### Proxy memory in front of a slow sink (slowsink-c100)", ""]
+    if "peak" in mem and "bound" in mem:
+        flood = mem.get("flood")
+        bound, pairs, high, rbuf, both = mem["bound"]
+        md.append(
+            f"The proxy forwards {pairs} connections to `slow-sink`"
+            + (f", which reads only {flood[1]} KiB per connection every {flood[2]} ms, while "
+               f"`loadgen flood` writes 64 KiB blocks to all of them for {flood[0]} s" if flood else "")
+            + " (after holding them open, idle, for 1 s). The proxy's RSS is sampled every 0.1 s. "
+            f"Its buffers should stay within the bound: per pair and direction at most the high "
+            f"watermark plus one read ({high} KiB + {rbuf} KiB), {pairs} pairs x {int(high) + int(rbuf)} "
+            f"KiB = {bound} MiB client->backend ({both} MiB both ways). The growth in the flood (peak "
+            f"minus the RSS with {mem['growth'][1] if 'growth' in mem else 'idle pairs'}) is what the "
+            "bound applies to.")
+        md.append("")
+
+        def mib(key):
+            return f"{mem[key][0]} MiB" if key in mem and mem[key][0] != "na" else "-"
+
+        growth = fnum(mem["growth"][0]) if "growth" in mem else None
+        within = "-" if growth is None else (
+            f"{mem['growth'][2]}x ({'within' if growth <= float(bound) else 'ABOVE'} the bound)")
+        rows = [[mib("empty"), mib("pairs"), f"**{mib('peak')}**", mib("growth"), f"{bound} MiB",
+                 within, mib("last"), f"{mem['cpu'][0]} %" if "cpu" in mem else "-"]]
+        md.append(table(["RSS idle (no connections)",
+                         f"RSS with {mem['pairs'][1] if 'pairs' in mem else pairs} pairs (idle)",
+                         "peak RSS (flood)", "growth in the flood", "bound (client->backend)",
+                         "growth / bound", "RSS, last 1 s (mean)", "proxy CPU % (flood)"], rows))
+        memory_table = md[-1]
+    else:
+        md.append("The slowsink-c100 scenario did not run or left no summary (see the skipped list).")
+    md.append("")
+    md.append(f"proxy.sh's own table: `bench/results/{os.path.basename(table_path or '-')}`; every run: "
+              f"`bench/results/{os.path.basename(tsv_path or '-')}`.")
+    return md, throughput_table, memory_table
+
+
 # --- The report --------------------------------------------------------------------
 
 
@@ -338,6 +479,13 @@ def main():
         md.append(table(["server", "RSS before, MiB", "peak RSS, MiB", "bytes per connection",
                          "/raw-mio"], rows))
 
+    proxy_tables = []
+    if env.get("REPORT_PROXY_TABLE") or env.get("REPORT_PROXY_TSV"):
+        lines, throughput_table, memory_table = proxy_section(env.get("REPORT_PROXY_TABLE"),
+                                                              env.get("REPORT_PROXY_TSV"))
+        md += lines
+        proxy_tables = [t for t in (throughput_table, memory_table) if t]
+
     md += ["", "## Details", "",
            "Medians: server CPU % of the wall time of the load run (near 100: the server was "
            "saturated), load generator CPU % (near 100: the client limited throughput), "
@@ -405,6 +553,9 @@ def main():
     with open(env["REPORT_MD"], "w", encoding="utf-8") as handle:
         handle.write("\n".join(md))
     print(main_table)
+    for proxy_table in proxy_tables:
+        print()
+        print(proxy_table)
     return 0
 
 
