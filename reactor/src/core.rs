@@ -131,6 +131,8 @@ pub(crate) enum Source {
     Conn(Box<Conn>),
     /// A UDP port ([`crate::datagram`]).
     Datagram(Box<crate::datagram::Datagram>),
+    /// A child process and its pipes ([`crate::process`]).
+    Process(Box<crate::process::Process>),
 }
 
 /// A one-shot callback for the loop-level `call_later` and `call_soon`.
@@ -218,6 +220,10 @@ pub(crate) struct Core {
     pub(crate) seams: Option<Box<Seams>>,
     /// Queued work is being run: a callback invoked meanwhile leaves it to that loop.
     pub(crate) settling: bool,
+    /// SIGCHLD, registered by the first spawn.
+    pub(crate) child_signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// Processes spawned from a callback, waiting for their protocol to join the map.
+    pub(crate) new_processes: Vec<(SourceKey, Box<dyn crate::process::ProcessProtocol>)>,
 }
 
 impl Core {
@@ -245,6 +251,8 @@ impl Core {
             shutdown_triggers: Vec::new(),
             seams: None,
             settling: false,
+            child_signals: None,
+            new_processes: Vec::new(),
         }
     }
 
@@ -294,6 +302,7 @@ impl Core {
         match self.sources.get(key) {
             Some(Source::Conn(c)) => c.span.clone(),
             Some(Source::Datagram(d)) => d.span.clone(),
+            Some(Source::Process(p)) => p.span.clone(),
             _ => tracing::Span::none(),
         }
     }
@@ -308,7 +317,10 @@ impl Core {
     /// queued callback.
     pub(crate) fn is_idle(&self) -> bool {
         self.connections == 0
-            && !self.sources.iter().any(|(_, s)| matches!(s, Source::Listener(_) | Source::Datagram(_)))
+            && !self
+                .sources
+                .iter()
+                .any(|(_, s)| matches!(s, Source::Listener(_) | Source::Datagram(_) | Source::Process(_)))
             && self.timers.len() == 0
             && self.tasks.is_empty()
             && !self.shared.has_calls()
@@ -378,6 +390,7 @@ impl Core {
                 self.timers.cancel_all(&d.timers);
                 debug!(local = %d.local, "stopped listening (udp)");
             }
+            Some(Source::Process(p)) => self.remove_process(p),
             None => {}
         }
     }
@@ -454,6 +467,7 @@ impl Core {
             Some(Source::Conn(c)) => std::mem::replace(&mut c.queued, true),
             Some(Source::Listener(l)) => std::mem::replace(&mut l.queued, true),
             Some(Source::Datagram(d)) => std::mem::replace(&mut d.queued, true),
+            Some(Source::Process(p)) => std::mem::replace(&mut p.queued, true),
             None => true,
         };
         if !queued {

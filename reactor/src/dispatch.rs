@@ -23,6 +23,7 @@ use crate::transport::Transport;
 pub(crate) struct World {
     pub(crate) protocols: SecondaryMap<SourceKey, Box<dyn Protocol>>,
     pub(crate) datagrams: SecondaryMap<SourceKey, Box<dyn DatagramProtocol>>,
+    pub(crate) processes: SecondaryMap<SourceKey, Box<dyn crate::process::ProcessProtocol>>,
     pub(crate) core: Core,
 }
 

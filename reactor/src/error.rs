@@ -47,6 +47,15 @@ pub enum Error {
     /// too many watched descriptors).
     #[error("registering a socket with the poller failed: {0}")]
     Register(io::Error),
+    /// A child process could not be started (missing or non-executable program, out of
+    /// processes or descriptors).
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The program asked for.
+        program: String,
+        /// Why `spawn` failed.
+        source: io::Error,
+    },
     /// Another I/O error (creating the poller, installing signal handlers, polling).
     #[error(transparent)]
     Io(#[from] io::Error),

@@ -38,6 +38,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Child processes run with their stdio on pipes the loop drives: [`Reactor::spawn_process`]
+//! reports to a [`ProcessProtocol`] (see [`process`]).
+//!
 //! # The loop
 //! [`Reactor::turn`] is one iteration, as in Twisted: time until the next timer, wait on mio,
 //! run the due timers, dispatch readiness (accept, read, write, connect completion), run queued
@@ -53,6 +56,8 @@
 //! | `ctx.rs`, `transport.rs` | what user code is lent: [`LoopCtx`], [`Ctx`], [`Transport`] |
 //! | `stream.rs`, `flow.rs` | a connection's reads, flushes and half-close; flow control applied to the table |
 //! | `datagram.rs` | UDP: [`DatagramProtocol`], [`DatagramCtx`], [`DatagramPort`], reading with the budget, stopping (no write buffer: see its docs) |
+//! | `process.rs` | child processes: [`ProcessProtocol`], [`ProcessCtx`], the pipes' pump, SIGCHLD reaping, killing at the shutdown deadline |
+//! | `stdio.rs` | [`Reactor::standard_io`]: a protocol over the process's own stdin and stdout (socket pair + copying threads) |
 //! | `accept.rs`, `connect.rs`, `shutdown.rs` | listening and accepting; connecting out; graceful stop |
 //! | `timers.rs`, `clock.rs`, `handle.rs` | the timer queue (generic), time, other threads |
 //! | `testing/` | the harness, and the test seams behind one optional field |
@@ -99,9 +104,11 @@ mod dispatch;
 mod error;
 mod flow;
 mod handle;
+pub mod process;
 pub mod protocol;
 mod reactor;
 mod shutdown;
+pub mod stdio;
 mod stream;
 pub mod testing;
 mod timers;
@@ -115,6 +122,8 @@ pub use ctx::{Ctx, LoopCtx};
 pub use datagram::{DatagramCtx, DatagramPort, DatagramProtocol};
 pub use error::Error;
 pub use handle::ReactorHandle;
+pub use nix::sys::signal::Signal;
+pub use process::{ProcessCtx, ProcessId, ProcessProtocol, ProcessTransport};
 pub use protocol::{
     client_factory, ClientFactory, ClientFn, DefaultFailure, DisconnectReason, Factory, Producer, Protocol,
     Wrapper,

@@ -88,7 +88,12 @@ impl Reactor {
             events: Events::with_capacity(1024),
             read_buf: vec![0; DEFAULT_READ_BUFFER],
             signals: None,
-            world: World { protocols: SecondaryMap::new(), datagrams: SecondaryMap::new(), core },
+            world: World {
+                protocols: SecondaryMap::new(),
+                datagrams: SecondaryMap::new(),
+                processes: SecondaryMap::new(),
+                core,
+            },
         })
     }
 
@@ -588,6 +593,7 @@ impl Reactor {
         match event.token() {
             WAKER_TOKEN => {}
             SIGNAL_TOKEN => self.handle_signals(),
+            crate::process::CHILD_TOKEN => self.world.core.reap_children(),
             token => {
                 let key = key_of(token);
                 let world = &mut self.world;
@@ -607,6 +613,7 @@ impl Reactor {
                         let writable = event.is_writable() || event.is_error();
                         world.datagram_event(key, writable, &mut self.read_buf);
                     }
+                    Some(Source::Process(_)) => world.process_pump(key, &mut self.read_buf),
                     None => {}
                 }
             }
@@ -628,6 +635,7 @@ impl Reactor {
                 d.queued = false;
                 world.datagram_event(key, false, &mut self.read_buf);
             }
+            Some(Source::Process(_)) => world.process_pump(key, &mut self.read_buf),
             None => {}
         }
     }

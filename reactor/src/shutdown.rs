@@ -36,6 +36,7 @@ impl World {
         for key in open {
             self.core.abort_with(key, DisconnectReason::Aborted);
         }
+        self.process_deadline();
         // Lingering sockets have sent everything and their FIN; stop waiting for peers.
         let lingering: Vec<SourceKey> = self
             .core
@@ -55,6 +56,8 @@ impl World {
         for key in self.core.conn_keys() {
             self.core.abort_with(key, DisconnectReason::Aborted);
         }
+        // Children too: SIGKILL, reap, close their pipes.
+        self.process_deadline();
         self.settle();
     }
 }
@@ -91,6 +94,8 @@ impl Core {
                 _ => {}
             }
         }
+        // Children: stdin is closed once flushed; they have until the deadline to exit.
+        self.shutdown_processes();
         let deadline = self.clock.now() + self.config.shutdown_timeout;
         self.timers.schedule(deadline, TimerKind::Internal(Internal::ShutdownDeadline));
     }

@@ -37,6 +37,7 @@ pub mod listener;
 pub mod memory;
 pub mod producer;
 pub mod socket;
+pub mod stdio;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
