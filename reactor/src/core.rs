@@ -176,9 +176,9 @@ pub(crate) enum Task {
     StopConn(SourceKey),
     /// A callback queued by `call_soon`, a shutdown, or a failed connect.
     Call(TimerFn),
-    /// `started` on a new datagram port, with its protocol when it was opened from a callback
-    /// (the protocol map is not reachable from a context).
-    DatagramStarted(SourceKey, Option<Box<dyn crate::datagram::DatagramProtocol>>),
+    /// Installs a new datagram port's protocol (the protocol map is not reachable from a
+    /// context) and calls its `started`.
+    DatagramStarted(SourceKey, Box<dyn crate::datagram::DatagramProtocol>),
     /// `stopped` on a datagram port, then its socket closes.
     DatagramStopped(SourceKey),
 }

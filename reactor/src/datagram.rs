@@ -325,13 +325,13 @@ impl Core {
         }
     }
 
-    /// Binds and registers a UDP socket; `started` is queued (with the protocol, when given:
-    /// a port opened from a callback).
+    /// Binds and registers a UDP socket; its protocol goes into the protocol map (which a
+    /// context cannot reach) with the queued `started`.
     pub(crate) fn add_datagram(
         &mut self,
         addr: SocketAddr,
         options: &UdpOptions,
-        protocol: Option<Box<dyn DatagramProtocol>>,
+        protocol: Box<dyn DatagramProtocol>,
     ) -> Result<(SourceKey, SocketAddr, Arc<AtomicU64>), Error> {
         if self.stopping {
             return Err(Error::Stopping);
@@ -523,11 +523,7 @@ impl crate::Reactor {
         options: &UdpOptions,
         protocol: impl DatagramProtocol,
     ) -> Result<DatagramPort, Error> {
-        let handle = self.handle();
-        let world = &mut self.world;
-        let (key, local, dropped) = world.core.add_datagram(addr, options, None)?;
-        world.datagrams.insert(key, Box::new(protocol));
-        Ok(DatagramPort { id: ListenerId(key), local, dropped, handle })
+        LoopCtx::new(&mut self.world.core).listen_udp_with(addr, options, protocol)
     }
 }
 
@@ -551,7 +547,7 @@ impl LoopCtx<'_> {
         protocol: impl DatagramProtocol,
     ) -> Result<DatagramPort, Error> {
         let handle = self.handle();
-        let (key, local, dropped) = self.core.add_datagram(addr, options, Some(Box::new(protocol)))?;
+        let (key, local, dropped) = self.core.add_datagram(addr, options, Box::new(protocol))?;
         Ok(DatagramPort { id: ListenerId(key), local, dropped, handle })
     }
 }

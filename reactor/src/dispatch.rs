@@ -162,11 +162,9 @@ impl World {
             Task::StopConn(other) => Transport::new(&mut self.core, other).lose_connection(),
             Task::Call(f) => self.call_loop("queued callback", f),
             Task::DatagramStarted(key, protocol) => {
-                if let Some(protocol) = protocol {
-                    self.datagrams.insert(key, protocol);
-                    // Datagrams that arrived before the protocol did are waiting in the kernel.
-                    self.core.requeue(key);
-                }
+                self.datagrams.insert(key, protocol);
+                // Datagrams that arrived before the protocol did are waiting in the kernel.
+                self.core.requeue(key);
                 self.datagram_start(key);
             }
             Task::DatagramStopped(key) => self.datagram_stopped(key),
