@@ -454,6 +454,8 @@ impl Reactor {
                 core.timers = Default::default();
                 core.stopping = false;
                 core.stop_requested = false;
+                let deadline = Instant::now() + core.config.shutdown_timeout;
+                core.wait_for_stdio_output(deadline);
                 return Ok(core.exit.take());
             }
         }

@@ -9,11 +9,13 @@
 //! * **Streams are not messages.** A reply may arrive split anywhere, down to one byte, or
 //!   several replies in one read: the protocol buffers bytes in a [`LineBuffer`] and prints
 //!   only complete lines.
-//! * **Other threads talk to the reactor through its handle.** Reading stdin blocks, so a
-//!   separate thread reads it and hands each line to the reactor with
-//!   [`ReactorHandle::call_from_thread`]; the closure runs on the reactor thread and finds the
-//!   connection by its [`ConnId`] with `cx.transport_for(id)`. At end of input it half-closes
-//!   (`write_eof`); the echo server finishes and closes, and the client exits.
+//! * **Standard I/O is a connection too.** Once connected, the client opens
+//!   [`LoopCtx::standard_io`]: a second protocol whose `data_received` is stdin and whose
+//!   transport writes to stdout (Twisted's `StandardIO`; stdin and stdout stay blocking, two
+//!   threads copy them). The two connections are each other's producers, as in the proxy: a
+//!   server that stops reading pauses reading stdin, a stdout nobody reads pauses reading the
+//!   server. End of stdin half-closes the server connection (`write_eof`); the echo server
+//!   finishes and closes, and the client exits after the last reply reached stdout.
 //!
 //! Like the servers, it stops gracefully on SIGINT/SIGTERM (the connection is flushed and
 //! closed) and then exits 0; a bad address is one line on stderr with exit code 2.
@@ -25,7 +27,7 @@
 //! ```
 
 use std::cell::RefCell;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,10 +40,9 @@ use torsion_examples::{
     LineBuffer, EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::{
-    Address, ClientFactory, ConnId, Ctx, DisconnectReason, Error, LoopCtx, Protocol, Reactor, ReactorHandle,
-    TransportError,
+    Address, ClientFactory, ConnId, Ctx, DisconnectReason, Error, LoopCtx, Protocol, Reactor, TransportError,
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// Sends lines to an echo server and prints the replies.
 ///
@@ -66,7 +67,7 @@ struct Args {
 /// What to send.
 #[derive(Debug, Clone)]
 enum Mode {
-    /// Forward stdin, line by line, from a separate thread.
+    /// Forward stdin to the server and replies to stdout, over standard I/O.
     Stdin,
     /// Send `payload` at once and close after `expected` reply lines.
     Repeat { payload: Vec<u8>, expected: usize },
@@ -101,6 +102,7 @@ impl ClientFactory for EchoClientFactory {
             mode: self.mode.clone(),
             replies: LineBuffer::default(),
             outcome: self.outcome.clone(),
+            stdio: None,
         })
     }
 
@@ -116,15 +118,45 @@ struct EchoClient {
     mode: Mode,
     replies: LineBuffer,
     outcome: Rc<RefCell<Outcome>>,
+    /// In stdin mode: the standard I/O connection the replies go to.
+    stdio: Option<ConnId>,
+}
+
+impl EchoClient {
+    /// Prints reply lines: to the standard I/O connection in stdin mode (flow-controlled), to
+    /// stdout directly otherwise.
+    fn print(&mut self, cx: &mut Ctx<'_>, lines: &[Vec<u8>]) -> io::Result<()> {
+        let Some(stdio) = self.stdio else { return print_lines(lines) };
+        if let Some(mut out) = cx.transport_for(stdio) {
+            for line in lines {
+                out.write(line);
+                out.write(b"\n");
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Protocol for EchoClient {
     fn connection_made(&mut self, cx: &mut Ctx<'_>) {
         match &self.mode {
             Mode::Stdin => {
-                // The thread gets a handle and this connection's id, never the transport itself.
-                let (handle, id) = (cx.handle(), cx.conn_id());
-                std::thread::spawn(move || forward_stdin(&handle, id));
+                let server = cx.conn_id();
+                let side = StdinSide { server, ended_with_newline: true, outcome: self.outcome.clone() };
+                match cx.standard_io(side) {
+                    Ok(stdio) => {
+                        // Each side pauses the other when its own output backs up.
+                        if let Some(mut out) = cx.transport_for(stdio) {
+                            let _ = out.register_producer(server, true);
+                        }
+                        let _ = cx.transport().register_producer(stdio, true);
+                        self.stdio = Some(stdio);
+                    }
+                    Err(e) => {
+                        self.outcome.borrow_mut().stdout_error = Some(io::Error::other(e.to_string()));
+                        cx.transport().abort_connection();
+                    }
+                }
             }
             Mode::Repeat { payload, expected } => {
                 let mut transport = cx.transport();
@@ -141,9 +173,10 @@ impl Protocol for EchoClient {
         if lines.is_empty() {
             return;
         }
+        let printed = self.print(cx, &lines);
         let mut outcome = self.outcome.borrow_mut();
         outcome.lines += lines.len();
-        if let Err(e) = print_lines(&lines) {
+        if let Err(e) = printed {
             outcome.stdout_error = Some(e);
             cx.transport().abort_connection();
             return;
@@ -156,50 +189,68 @@ impl Protocol for EchoClient {
         }
     }
 
-    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
-        debug!(%reason, "disconnected");
-        let mut outcome = self.outcome.borrow_mut();
+    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
+        // The server is done: print a last reply with no newline now, while standard I/O is
+        // still open (closing this connection then stops its producer, the stdio side).
         if let Some(rest) = self.replies.take_rest() {
-            // A last reply with no newline (the server closed mid-line): print what came.
-            if let Err(e) = print_lines(&[rest]) {
-                outcome.stdout_error.get_or_insert(e);
+            if let Err(e) = self.print(cx, &[rest]) {
+                self.outcome.borrow_mut().stdout_error.get_or_insert(e);
             }
         }
-        outcome.lost = Some(reason);
+        false
+    }
+
+    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        debug!(%reason, "disconnected");
+        if let Some(rest) = self.replies.take_rest() {
+            // A last reply with no newline (the server closed mid-line): print what came.
+            if let Err(e) = self.print(cx, &[rest]) {
+                self.outcome.borrow_mut().stdout_error.get_or_insert(e);
+            }
+        }
+        self.outcome.borrow_mut().lost = Some(reason);
+        // Stopping closes standard I/O after its flush; `run` returns once stdout has it all.
         cx.stop_reactor();
     }
 }
 
-/// Runs on its own thread: sends each stdin line to the connection, then half-closes it.
-fn forward_stdin(handle: &ReactorHandle, id: ConnId) {
-    let mut input = io::stdin().lock();
-    let mut line = Vec::new();
-    loop {
-        match input.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {
-                if !line.ends_with(b"\n") {
-                    line.push(b'\n');
-                }
-                let line = std::mem::take(&mut line);
-                // Runs on the reactor thread; the connection may be gone by then.
-                handle.call_from_thread(move |cx| {
-                    if let Some(mut transport) = cx.transport_for(id) {
-                        transport.write(&line);
-                    }
-                });
+/// The standard I/O side in stdin mode: stdin goes to the server as it comes.
+#[derive(Debug)]
+struct StdinSide {
+    server: ConnId,
+    /// Whether the input so far ended with a newline (a last line without one gets one).
+    ended_with_newline: bool,
+    outcome: Rc<RefCell<Outcome>>,
+}
+
+impl Protocol for StdinSide {
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        if let (Some(&last), Some(mut server)) = (data.last(), cx.transport_for(self.server)) {
+            self.ended_with_newline = last == b'\n';
+            server.write(data);
+        }
+    }
+
+    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
+        // End of input: finish the last line and half-close; the replies still come to stdout.
+        if let Some(mut server) = cx.transport_for(self.server) {
+            if !self.ended_with_newline {
+                server.write(b"\n");
             }
-            Err(e) => {
-                warn!(error = %e, "reading stdin failed; closing");
-                break;
+            server.write_eof();
+        }
+        true
+    }
+
+    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        if let DisconnectReason::Lost(e) = reason {
+            // stdout went away (EPIPE): nothing can be shown any more.
+            self.outcome.borrow_mut().stdout_error.get_or_insert(io::Error::new(e.kind(), e.to_string()));
+            if let Some(mut server) = cx.transport_for(self.server) {
+                server.abort_connection();
             }
         }
     }
-    handle.call_from_thread(move |cx| {
-        if let Some(mut transport) = cx.transport_for(id) {
-            transport.write_eof();
-        }
-    });
 }
 
 /// Prints lines to stdout, each followed by `\n`, and flushes.
