@@ -56,7 +56,7 @@
 //! | `ctx.rs`, `transport.rs` | what user code is lent: [`LoopCtx`], [`Ctx`], [`Transport`] |
 //! | `stream.rs`, `flow.rs` | a connection's reads, flushes and half-close; flow control applied to the table |
 //! | `datagram.rs` | UDP: [`DatagramProtocol`], [`DatagramCtx`], [`DatagramPort`], reading with the budget, stopping (no write buffer: see its docs) |
-//! | `process.rs` | child processes: [`ProcessProtocol`], [`ProcessCtx`], the pipes' pump, SIGCHLD reaping, killing at the shutdown deadline |
+//! | `process/` | child processes: [`ProcessProtocol`], [`ProcessCtx`], the pipes' pump, SIGCHLD reaping, killing at the shutdown deadline |
 //! | `stdio.rs` | [`Reactor::standard_io`]: a protocol over the process's own stdin and stdout (socket pair + copying threads) |
 //! | `accept.rs`, `connect.rs`, `shutdown.rs` | listening and accepting; connecting out; graceful stop |
 //! | `timers.rs`, `clock.rs`, `handle.rs` | the timer queue (generic), time, other threads |
