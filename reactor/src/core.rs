@@ -232,6 +232,8 @@ pub(crate) struct Core {
     pub(crate) new_processes: Vec<(SourceKey, Box<dyn crate::process::ProcessProtocol>)>,
     /// Disconnect when a standard I/O connection's output thread is done (`run` waits for them).
     pub(crate) stdio_outputs: Vec<std::sync::mpsc::Receiver<()>>,
+    /// The thread pool of `defer_to_thread`, and the completions waiting for results.
+    pub(crate) threads: crate::threads::ThreadPool,
 }
 
 impl Core {
@@ -262,6 +264,7 @@ impl Core {
             child_signals: None,
             new_processes: Vec::new(),
             stdio_outputs: Vec::new(),
+            threads: Default::default(),
         }
     }
 

@@ -57,6 +57,7 @@
 //! | `stream.rs`, `flow.rs` | a connection's reads, flushes and half-close; flow control applied to the table |
 //! | `datagram.rs` | UDP: [`DatagramProtocol`], [`DatagramCtx`], [`DatagramPort`], reading with the budget, stopping (no write buffer: see its docs) |
 //! | `process/` | child processes: [`ProcessProtocol`], [`ProcessCtx`], the pipes' pump, SIGCHLD reaping, killing at the shutdown deadline |
+//! | `threads.rs` | the thread pool: [`LoopCtx::defer_to_thread`] runs blocking work on a worker and its `on_done` on the loop |
 //! | `stdio.rs` | [`Reactor::standard_io`]: a protocol over the process's own stdin and stdout (socket pair + copying threads) |
 //! | `accept.rs`, `connect.rs`, `shutdown.rs` | listening and accepting; connecting out; graceful stop |
 //! | `timers.rs`, `clock.rs`, `handle.rs` | the timer queue (generic), time, other threads |
@@ -111,6 +112,7 @@ mod shutdown;
 pub mod stdio;
 mod stream;
 pub mod testing;
+pub mod threads;
 mod timers;
 mod transport;
 
@@ -132,6 +134,7 @@ pub use reactor::{
     Reactor, DEFAULT_ACCEPTS_PER_TURN, DEFAULT_ACCEPT_BACKOFF, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITES_PER_FLUSH,
 };
+pub use threads::JobError;
 pub use timers::TimerId;
 pub use torsion_transports::{
     Address, AddressParseError, ListenOptions, PeerCredentials, RecvOutcome, SendOutcome, TransportError,

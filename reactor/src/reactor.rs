@@ -450,7 +450,11 @@ impl Reactor {
             // Done when every connection has ended and every lingering socket has seen its
             // peer's FIN (dropping one earlier could reset a peer that is still reading).
             let core = &mut self.world.core;
-            if core.stopping && core.sources.is_empty() && core.tasks.is_empty() {
+            if core.stopping
+                && core.sources.is_empty()
+                && core.tasks.is_empty()
+                && core.threads.outstanding() == 0
+            {
                 core.timers = Default::default();
                 core.stopping = false;
                 core.stop_requested = false;
@@ -507,7 +511,7 @@ impl Reactor {
         let busy = !core.ready.is_empty()
             || !core.tasks.is_empty()
             || core.shared.has_calls()
-            || (core.stopping && core.sources.is_empty());
+            || (core.stopping && core.sources.is_empty() && core.threads.outstanding() == 0);
         let timeout = if busy { Some(Duration::ZERO) } else { until_timer };
         let timeout = [timeout, core.clock.max_poll_wait(), max_wait].into_iter().flatten().min();
 

@@ -37,6 +37,9 @@ impl World {
             self.core.abort_with(key, DisconnectReason::Aborted);
         }
         self.process_deadline();
+        // Jobs still running on the pool are abandoned.
+        let abandoned = self.core.threads.cancel_all();
+        self.core.tasks.extend(crate::threads::cancelled(abandoned));
         // Lingering sockets have sent everything and their FIN; stop waiting for peers.
         let lingering: Vec<SourceKey> = self
             .core
@@ -96,6 +99,9 @@ impl Core {
         }
         // Children: stdin is closed once flushed; they have until the deadline to exit.
         self.shutdown_processes();
+        // Jobs no worker has started are cancelled; running ones have until the deadline.
+        let queued = self.threads.cancel_queued();
+        self.tasks.extend(crate::threads::cancelled(queued));
         let deadline = self.clock.now() + self.config.shutdown_timeout;
         self.timers.schedule(deadline, TimerKind::Internal(Internal::ShutdownDeadline));
     }
