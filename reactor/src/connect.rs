@@ -53,6 +53,27 @@ impl Core {
     }
 }
 
+impl Core {
+    /// Cancels a connect still in progress (Twisted's `stopConnecting`): the socket closes
+    /// and the factory's `client_connection_failed` gets [`Error::ConnectCancelled`] after the
+    /// current callback. Returns whether the connection was still connecting.
+    pub(crate) fn cancel_connect(&mut self, key: SourceKey) -> bool {
+        let Some(Conn { phase: Phase::Connecting { factory, timeout }, peer, .. }) = self.conn_mut(key)
+        else {
+            return false;
+        };
+        let (factory, timeout, addr) = (factory.take(), *timeout, peer.clone());
+        self.timers.cancel(timeout);
+        self.remove_source(key);
+        if let Some(mut factory) = factory {
+            self.tasks.push_back(Task::Call(Box::new(move |cx| {
+                factory.client_connection_failed(cx, Error::ConnectCancelled { addr })
+            })));
+        }
+        true
+    }
+}
+
 impl World {
     /// An event on a connecting socket.
     pub(crate) fn connect_event(&mut self, key: SourceKey, read_buf: &mut [u8]) {

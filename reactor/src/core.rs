@@ -234,6 +234,8 @@ pub(crate) struct Core {
     pub(crate) stdio_outputs: Vec<std::sync::mpsc::Receiver<()>>,
     /// The thread pool of `defer_to_thread`, and the completions waiting for results.
     pub(crate) threads: crate::threads::ThreadPool,
+    /// `connect_host`'s resolver and RFC 8305 attempt delay.
+    pub(crate) happy: crate::happy::HappyConfig,
 }
 
 impl Core {
@@ -265,6 +267,7 @@ impl Core {
             new_processes: Vec::new(),
             stdio_outputs: Vec::new(),
             threads: Default::default(),
+            happy: Default::default(),
         }
     }
 

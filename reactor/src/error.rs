@@ -37,6 +37,29 @@ pub enum Error {
         /// The address connected to.
         addr: Address,
     },
+    /// The connect was cancelled with [`LoopCtx::cancel_connect`].
+    #[error("connection to {addr} cancelled")]
+    ConnectCancelled {
+        /// The address connected to.
+        addr: Address,
+    },
+    /// A host name did not resolve (`connect_host`).
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The name.
+        host: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
+    /// Every address of a host failed (`connect_host`, Happy Eyeballs); each address with its
+    /// error, in the order they were tried.
+    #[error("cannot connect to {host}: {}", attempts_text(errors))]
+    AllAttemptsFailed {
+        /// The name (or literal) connected to.
+        host: String,
+        /// Each address tried and why it failed.
+        errors: Vec<(std::net::SocketAddr, Error)>,
+    },
     /// A producer is already registered on this transport.
     #[error("a producer is already registered on this transport")]
     ProducerAlreadyRegistered,
@@ -70,4 +93,12 @@ impl Error {
     pub fn other(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
         Error::Other(error.into())
     }
+}
+
+/// `[::1]:80: refused; 127.0.0.1:80: refused`.
+fn attempts_text(errors: &[(std::net::SocketAddr, Error)]) -> String {
+    if errors.is_empty() {
+        return "no address to try".to_owned();
+    }
+    errors.iter().map(|(addr, e)| format!("{addr}: {e}")).collect::<Vec<_>>().join("; ")
 }

@@ -57,6 +57,7 @@
 //! | `stream.rs`, `flow.rs` | a connection's reads, flushes and half-close; flow control applied to the table |
 //! | `datagram.rs` | UDP: [`DatagramProtocol`], [`DatagramCtx`], [`DatagramPort`], reading with the budget, stopping (no write buffer: see its docs) |
 //! | `process/` | child processes: [`ProcessProtocol`], [`ProcessCtx`], the pipes' pump, SIGCHLD reaping, killing at the shutdown deadline |
+//! | `happy.rs` | [`LoopCtx::connect_host`]: a host name resolved on the pool, then Happy Eyeballs (RFC 8305) |
 //! | `threads.rs` | the thread pool: [`LoopCtx::defer_to_thread`] runs blocking work on a worker and its `on_done` on the loop |
 //! | `stdio.rs` | [`Reactor::standard_io`]: a protocol over the process's own stdin and stdout (socket pair + copying threads) |
 //! | `accept.rs`, `connect.rs`, `shutdown.rs` | listening and accepting; connecting out; graceful stop |
@@ -105,6 +106,7 @@ mod dispatch;
 mod error;
 mod flow;
 mod handle;
+pub mod happy;
 pub mod process;
 pub mod protocol;
 mod reactor;
@@ -124,6 +126,7 @@ pub use ctx::{Ctx, LoopCtx};
 pub use datagram::{DatagramCtx, DatagramPort, DatagramProtocol};
 pub use error::Error;
 pub use handle::ReactorHandle;
+pub use happy::{HostConnectId, Resolver, SystemResolver};
 pub use nix::sys::signal::Signal;
 pub use process::{ProcessCtx, ProcessId, ProcessProtocol, ProcessTransport};
 pub use protocol::{

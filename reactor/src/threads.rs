@@ -23,9 +23,9 @@
 //! ```
 //!
 //! # Limits
-//! At most [`DEFAULT_POOL_SIZE`] threads (Twisted's default; [`Reactor::set_thread_pool_size`])
+//! At most [`DEFAULT_POOL_SIZE`] threads (Twisted's default; [`Reactor::set_thread_pool_size`](crate::Reactor::set_thread_pool_size))
 //! run jobs at once; they start on demand and stay. Jobs beyond them wait in a queue of at
-//! most [`DEFAULT_QUEUE_LIMIT`] jobs ([`Reactor::set_thread_pool_queue_limit`]); a job
+//! most [`DEFAULT_QUEUE_LIMIT`] jobs ([`Reactor::set_thread_pool_queue_limit`](crate::Reactor::set_thread_pool_queue_limit)); a job
 //! submitted to a full queue is not run, and its `on_done` gets [`JobError::QueueFull`] (after
 //! the submitting callback returns, like every other effect).
 //!
@@ -66,7 +66,7 @@ pub enum JobError {
     /// The job panicked; the text is the panic's message.
     #[error("the job panicked: {0}")]
     Panicked(String),
-    /// The queue was full ([`Reactor::set_thread_pool_queue_limit`]); the job did not run.
+    /// The queue was full ([`Reactor::set_thread_pool_queue_limit`](crate::Reactor::set_thread_pool_queue_limit)); the job did not run.
     #[error("the thread pool's queue is full")]
     QueueFull,
     /// The reactor stopped before the job finished (queued jobs are cancelled when a graceful

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use torsion_reactor::{JobError, LoopCtx, Reactor};
 use torsion_tests::{run_until, WAIT};
 
+/// Results tagged with the job's number.
+type Numbered = Rc<RefCell<Vec<(usize, Result<(), JobError>)>>>;
+
 /// Runs `f` in a callback of `reactor` (the pool is reached through a context).
 fn in_loop(reactor: &mut Reactor, f: impl FnOnce(&mut LoopCtx<'_>) + 'static) {
     reactor.call_later(Duration::ZERO, f);
@@ -165,7 +168,7 @@ fn a_full_queue_refuses_the_job_with_an_error() {
     reactor.set_thread_pool_size(1);
     reactor.set_thread_pool_queue_limit(2);
     let gate = Arc::new(Gate::default());
-    let results: Rc<RefCell<Vec<(usize, Result<(), JobError>)>>> = Rc::default();
+    let results: Numbered = Rc::default();
     let (g, sink) = (gate.clone(), results.clone());
     let started = Arc::new(AtomicUsize::new(0));
     let s = started.clone();
@@ -208,7 +211,7 @@ fn a_graceful_stop_cancels_queued_jobs_and_waits_for_a_running_one() {
     reactor.set_thread_pool_size(1);
     reactor.set_shutdown_timeout(WAIT);
     let gate = Arc::new(Gate::default());
-    let results: Rc<RefCell<Vec<(usize, Result<(), JobError>)>>> = Rc::default();
+    let results: Numbered = Rc::default();
     let started = Arc::new(AtomicUsize::new(0));
     let (g, sink, s) = (gate.clone(), results.clone(), started.clone());
     in_loop(&mut reactor, move |cx| {
