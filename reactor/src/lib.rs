@@ -58,6 +58,7 @@
 //! | `datagram.rs` | UDP: [`DatagramProtocol`], [`DatagramCtx`], [`DatagramPort`], reading with the budget, stopping (no write buffer: see its docs) |
 //! | `process/` | child processes: [`ProcessProtocol`], [`ProcessCtx`], the pipes' pump, SIGCHLD reaping, killing at the shutdown deadline |
 //! | `happy.rs` | [`LoopCtx::connect_host`]: a host name resolved on the pool, then Happy Eyeballs (RFC 8305) |
+//! | `reconnect.rs` | [`ClientService`]: keeps a client connected, retrying with backoff |
 //! | `threads.rs` | the thread pool: [`LoopCtx::defer_to_thread`] runs blocking work on a worker and its `on_done` on the loop |
 //! | `stdio.rs` | [`Reactor::standard_io`]: a protocol over the process's own stdin and stdout (socket pair + copying threads) |
 //! | `accept.rs`, `connect.rs`, `shutdown.rs` | listening and accepting; connecting out; graceful stop |
@@ -110,6 +111,7 @@ pub mod happy;
 pub mod process;
 pub mod protocol;
 mod reactor;
+pub mod reconnect;
 mod shutdown;
 pub mod stdio;
 mod stream;
@@ -137,6 +139,7 @@ pub use reactor::{
     Reactor, DEFAULT_ACCEPTS_PER_TURN, DEFAULT_ACCEPT_BACKOFF, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITES_PER_FLUSH,
 };
+pub use reconnect::{Backoff, ClientService, Target};
 pub use threads::JobError;
 pub use timers::TimerId;
 pub use torsion_transports::{
