@@ -12,10 +12,14 @@
 //! * **Standard I/O is a connection too.** Once connected, the client opens
 //!   [`LoopCtx::standard_io`]: a second protocol whose `data_received` is stdin and whose
 //!   transport writes to stdout (Twisted's `StandardIO`; stdin and stdout stay blocking, two
-//!   threads copy them). The two connections are each other's producers, as in the proxy: a
-//!   server that stops reading pauses reading stdin, a stdout nobody reads pauses reading the
-//!   server. End of stdin half-closes the server connection (`write_eof`); the echo server
-//!   finishes and closes, and the client exits after the last reply reached stdout.
+//!   threads copy them). Each connection's `pause_producing` / `resume_producing` pauses and
+//!   resumes reading the other: a server that stops reading pauses reading stdin, a stdout
+//!   nobody reads pauses reading the server. End of stdin half-closes the server connection
+//!   (`write_eof`); the echo server finishes and closes, and the client exits after the last
+//!   reply reached stdout.
+//! * **Staying connected.** With `--reconnect` a [`ClientService`] owns the connection: a
+//!   refused connect or a lost connection is retried with backoff, stdin waits meanwhile, and
+//!   the same standard I/O connection is attached to each new server connection.
 //!
 //! Like the servers, it stops gracefully on SIGINT/SIGTERM (the connection is flushed and
 //! closed) and then exits 0; a bad address is one line on stderr with exit code 2.
@@ -24,6 +28,7 @@
 //! echo-client --connect 127.0.0.1:8000                        # lines from stdin
 //! echo-client --connect 127.0.0.1:8000 --message hi --count 3 # "hi" three times, then exit
 //! echo-client --connect unix:/tmp/echo.sock --message hi      # over a Unix socket
+//! echo-client --connect 127.0.0.1:8000 --reconnect            # survives server restarts
 //! ```
 
 use std::cell::RefCell;
@@ -40,9 +45,10 @@ use torsion_examples::{
     LineBuffer, EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::{
-    Address, ClientFactory, ConnId, Ctx, DisconnectReason, Error, LoopCtx, Protocol, Reactor, TransportError,
+    Address, ClientFactory, ClientService, ConnId, Ctx, DisconnectReason, Error, LoopCtx, Protocol, Reactor,
+    TransportError,
 };
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// Sends lines to an echo server and prints the replies.
 ///
@@ -62,6 +68,11 @@ struct Args {
     /// With --message: how many times to send TEXT.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "message")]
     count: usize,
+    /// Keep connecting: retry a refused connect, and reconnect after the server goes away
+    /// (1 s, then x1.5 up to 60 s, with jitter). Input typed meanwhile waits and is sent once
+    /// connected. Not with --message.
+    #[arg(long, conflicts_with = "message")]
+    reconnect: bool,
 }
 
 /// What to send.
@@ -93,6 +104,7 @@ struct EchoClientFactory {
     mode: Mode,
     addr: Address,
     outcome: Rc<RefCell<Outcome>>,
+    link: Rc<RefCell<Link>>,
 }
 
 impl ClientFactory for EchoClientFactory {
@@ -102,7 +114,7 @@ impl ClientFactory for EchoClientFactory {
             mode: self.mode.clone(),
             replies: LineBuffer::default(),
             outcome: self.outcome.clone(),
-            stdio: None,
+            link: self.link.clone(),
         })
     }
 
@@ -112,21 +124,52 @@ impl ClientFactory for EchoClientFactory {
     }
 }
 
+/// What the server connection and the standard I/O connection share in stdin mode. Each is
+/// the other's flow control: a server that stops reading pauses reading stdin, a stdout that
+/// backs up pauses reading the server. Reached by id, as every connection is.
+#[derive(Debug)]
+struct Link {
+    /// The live server connection (with --reconnect, it changes; `None` between connections).
+    server: Option<ConnId>,
+    /// The standard I/O connection, opened at the first connection and kept.
+    stdio: Option<ConnId>,
+    /// Input read while no server connection was up (with --reconnect), sent on reconnect.
+    pending: Vec<u8>,
+    /// stdin has ended (the server connection gets, or got, `write_eof`).
+    input_done: bool,
+    /// Whether the input so far ended with a newline (a last line without one gets one).
+    ended_with_newline: bool,
+    /// Keep connecting after a loss (--reconnect).
+    reconnect: bool,
+}
+
+impl Link {
+    fn new(reconnect: bool) -> Link {
+        Link {
+            server: None,
+            stdio: None,
+            pending: Vec::new(),
+            input_done: false,
+            ended_with_newline: true,
+            reconnect,
+        }
+    }
+}
+
 /// The client side of one connection.
 #[derive(Debug)]
 struct EchoClient {
     mode: Mode,
     replies: LineBuffer,
     outcome: Rc<RefCell<Outcome>>,
-    /// In stdin mode: the standard I/O connection the replies go to.
-    stdio: Option<ConnId>,
+    link: Rc<RefCell<Link>>,
 }
 
 impl EchoClient {
     /// Prints reply lines: to the standard I/O connection in stdin mode (flow-controlled), to
     /// stdout directly otherwise.
     fn print(&mut self, cx: &mut Ctx<'_>, lines: &[Vec<u8>]) -> io::Result<()> {
-        let Some(stdio) = self.stdio else { return print_lines(lines) };
+        let Some(stdio) = self.link.borrow().stdio else { return print_lines(lines) };
         if let Some(mut out) = cx.transport_for(stdio) {
             for line in lines {
                 out.write(line);
@@ -135,29 +178,43 @@ impl EchoClient {
         }
         Ok(())
     }
-}
 
-impl Protocol for EchoClient {
-    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
-        match &self.mode {
-            Mode::Stdin => {
-                let server = cx.conn_id();
-                let side = StdinSide { server, ended_with_newline: true, outcome: self.outcome.clone() };
-                match cx.standard_io(side) {
-                    Ok(stdio) => {
-                        // Each side pauses the other when its own output backs up.
-                        if let Some(mut out) = cx.transport_for(stdio) {
-                            let _ = out.register_producer(server, true);
-                        }
-                        let _ = cx.transport().register_producer(stdio, true);
-                        self.stdio = Some(stdio);
-                    }
+    /// Stdin mode: (re)attach standard I/O to this connection.
+    fn attach(&mut self, cx: &mut Ctx<'_>) {
+        let server = cx.conn_id();
+        let (stdio, pending, input_done) = {
+            let mut link = self.link.borrow_mut();
+            link.server = Some(server);
+            (link.stdio, std::mem::take(&mut link.pending), link.input_done)
+        };
+        match stdio {
+            None => {
+                match cx.standard_io(StdinSide { link: self.link.clone(), outcome: self.outcome.clone() }) {
+                    Ok(stdio) => self.link.borrow_mut().stdio = Some(stdio),
                     Err(e) => {
                         self.outcome.borrow_mut().stdout_error = Some(io::Error::other(e.to_string()));
                         cx.transport().abort_connection();
                     }
                 }
             }
+            Some(stdio) => {
+                // Reconnected: what came in meanwhile goes first, then stdin flows again.
+                let mut transport = cx.transport();
+                transport.write(&pending);
+                if input_done {
+                    transport.write_eof();
+                } else if let Some(mut input) = cx.transport_for(stdio) {
+                    input.resume_reading();
+                }
+            }
+        }
+    }
+}
+
+impl Protocol for EchoClient {
+    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+        match &self.mode {
+            Mode::Stdin => self.attach(cx),
             Mode::Repeat { payload, expected } => {
                 let mut transport = cx.transport();
                 transport.write(payload);
@@ -189,15 +246,18 @@ impl Protocol for EchoClient {
         }
     }
 
-    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
-        // The server is done: print a last reply with no newline now, while standard I/O is
-        // still open (closing this connection then stops its producer, the stdio side).
-        if let Some(rest) = self.replies.take_rest() {
-            if let Err(e) = self.print(cx, &[rest]) {
-                self.outcome.borrow_mut().stdout_error.get_or_insert(e);
-            }
+    /// Our output to the server backed up: stop reading stdin.
+    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        if let Some(mut input) = self.link.borrow().stdio.and_then(|id| cx.transport_for(id)) {
+            input.pause_reading();
         }
-        false
+    }
+
+    /// It drained: read stdin again.
+    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+        if let Some(mut input) = self.link.borrow().stdio.and_then(|id| cx.transport_for(id)) {
+            input.resume_reading();
+        }
     }
 
     fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
@@ -208,7 +268,20 @@ impl Protocol for EchoClient {
                 self.outcome.borrow_mut().stdout_error.get_or_insert(e);
             }
         }
-        self.outcome.borrow_mut().lost = Some(reason);
+        self.outcome.borrow_mut().lost = Some(reason.clone());
+        let (reconnect, stdio) = {
+            let mut link = self.link.borrow_mut();
+            link.server = None;
+            (link.reconnect && !link.input_done && self.outcome.borrow().stdout_error.is_none(), link.stdio)
+        };
+        if reconnect {
+            // The service connects again; stdin waits (unread) until it has.
+            warn!(%reason, "connection lost; reconnecting");
+            if let Some(mut input) = stdio.and_then(|id| cx.transport_for(id)) {
+                input.pause_reading();
+            }
+            return;
+        }
         // Stopping closes standard I/O after its flush; `run` returns once stdout has it all.
         cx.stop_reactor();
     }
@@ -217,38 +290,75 @@ impl Protocol for EchoClient {
 /// The standard I/O side in stdin mode: stdin goes to the server as it comes.
 #[derive(Debug)]
 struct StdinSide {
-    server: ConnId,
-    /// Whether the input so far ended with a newline (a last line without one gets one).
-    ended_with_newline: bool,
+    link: Rc<RefCell<Link>>,
     outcome: Rc<RefCell<Outcome>>,
+}
+
+impl StdinSide {
+    fn server<'a>(&self, cx: &'a mut Ctx<'_>) -> Option<torsion_reactor::Transport<'a>> {
+        let id = self.link.borrow().server?;
+        cx.transport_for(id)
+    }
 }
 
 impl Protocol for StdinSide {
     fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
-        if let (Some(&last), Some(mut server)) = (data.last(), cx.transport_for(self.server)) {
-            self.ended_with_newline = last == b'\n';
-            server.write(data);
+        let Some(&last) = data.last() else { return };
+        self.link.borrow_mut().ended_with_newline = last == b'\n';
+        match self.server(cx) {
+            Some(mut server) => {
+                server.write(data);
+            }
+            None => {
+                // Between connections (--reconnect): keep it for the next one, read no more.
+                self.link.borrow_mut().pending.extend_from_slice(data);
+                cx.transport().pause_reading();
+            }
         }
     }
 
     fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
         // End of input: finish the last line and half-close; the replies still come to stdout.
-        if let Some(mut server) = cx.transport_for(self.server) {
-            if !self.ended_with_newline {
-                server.write(b"\n");
+        let newline = {
+            let mut link = self.link.borrow_mut();
+            link.input_done = true;
+            !link.ended_with_newline
+        };
+        match self.server(cx) {
+            Some(mut server) => {
+                if newline {
+                    server.write(b"\n");
+                }
+                server.write_eof();
             }
-            server.write_eof();
+            None if newline => self.link.borrow_mut().pending.push(b'\n'),
+            None => {}
         }
         true
+    }
+
+    /// stdout backed up: stop reading replies.
+    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        if let Some(mut server) = self.server(cx) {
+            server.pause_reading();
+        }
+    }
+
+    /// It drained: read replies again.
+    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+        if let Some(mut server) = self.server(cx) {
+            server.resume_reading();
+        }
     }
 
     fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
         if let DisconnectReason::Lost(e) = reason {
             // stdout went away (EPIPE): nothing can be shown any more.
             self.outcome.borrow_mut().stdout_error.get_or_insert(io::Error::new(e.kind(), e.to_string()));
-            if let Some(mut server) = cx.transport_for(self.server) {
+            if let Some(mut server) = self.server(cx) {
                 server.abort_connection();
             }
+            cx.stop_reactor();
         }
     }
 }
@@ -305,9 +415,24 @@ fn run(args: &Args) -> Result<(), (i32, String)> {
 
     let mut reactor = Reactor::new().map_err(startup_failure)?;
     let outcome = Rc::new(RefCell::new(Outcome::default()));
-    let factory = EchoClientFactory { mode: mode.clone(), addr: addr.clone(), outcome: outcome.clone() };
-    // TCP or Unix: `connect` takes either kind of address.
-    reactor.connect(addr.clone(), factory).map_err(|e| (EXIT_FAILURE, connect_error(&addr, &e)))?;
+    let link = Rc::new(RefCell::new(Link::new(args.reconnect)));
+    let factory = EchoClientFactory {
+        mode: mode.clone(),
+        addr: addr.clone(),
+        outcome: outcome.clone(),
+        link: link.clone(),
+    };
+    if args.reconnect {
+        // The service owns the retries; the factory's failure hook is not used then.
+        let target = addr.clone();
+        ClientService::new(addr.clone(), factory)
+            .on_failure(move |_cx, e| warn!("{}; retrying", connect_error(&target, e)))
+            .on_connected(|_cx, id| info!(?id, "connected"))
+            .start(&mut reactor);
+    } else {
+        // TCP or Unix: `connect` takes either kind of address.
+        reactor.connect(addr.clone(), factory).map_err(|e| (EXIT_FAILURE, connect_error(&addr, &e)))?;
+    }
     // SIGINT/SIGTERM stop the reactor gracefully (the connection is flushed and closed); the
     // flag tells an interrupted run, which exits 0, from a server that hung up early.
     let interrupted = Arc::new(AtomicBool::new(false));
