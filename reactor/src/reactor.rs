@@ -213,6 +213,20 @@ impl Reactor {
         }
     }
 
+    /// Listens on a socket this process inherited through socket activation (systemd's
+    /// `LISTEN_FDS`; index 0 is descriptor 3), which must be of `kind`. See
+    /// [`torsion_transports::systemd`]: the socket is adopted as it is (its address, backlog
+    /// and, for a Unix socket, its file belong to whoever created it).
+    pub fn listen_inherited(
+        &mut self,
+        index: usize,
+        kind: torsion_transports::InheritedKind,
+        factory: impl Factory,
+    ) -> Result<ListeningPort, Error> {
+        let socket = torsion_transports::inherited_listener(index, kind)?;
+        self.add_listener(socket, Box::new(factory))
+    }
+
     fn add_listener(
         &mut self,
         socket: ListenerSocket,

@@ -38,6 +38,7 @@ pub mod memory;
 pub mod producer;
 pub mod socket;
 pub mod stdio;
+pub mod systemd;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
@@ -56,6 +57,7 @@ pub use listener::{AcceptOutcome, ListenerSocket, ReserveFd, RESERVE_DRAIN_MAX};
 pub use memory::MemorySocket;
 pub use producer::{ProducerCall, ProducerState};
 pub use socket::{BoxedStream, ConnectProgress, PeerCredentials, StreamSocket};
+pub use systemd::{inherited_count, inherited_listener, InheritedKind};
 pub use tcp::{bind_listener, connect_progress, start_connect, ListenOptions, DEFAULT_BACKLOG};
 pub use udp::{bind_udp, RecvOutcome, SendOutcome, UdpOptions, UdpSocket, DEFAULT_MAX_DATAGRAM};
 pub use unix::{
@@ -82,6 +84,14 @@ pub enum TransportError {
         addr: SocketAddr,
         /// The underlying error.
         source: io::Error,
+    },
+    /// An inherited (socket-activated) listening socket could not be adopted.
+    #[error("cannot use inherited socket {index} (descriptor {}): {reason}", index + 3)]
+    Inherited {
+        /// Its index (0 is descriptor 3).
+        index: usize,
+        /// What was wrong.
+        reason: String,
     },
     /// Watermarks with low above high.
     #[error("invalid write buffer limits: low ({low}) is above high ({high})")]
