@@ -119,6 +119,10 @@ fn interface_of(tok: &lex::Token, ipv6: bool) -> Result<IpAddr, E> {
 }
 
 fn server_shorthand(host: lex::Token, port: lex::Token) -> Result<ServerEndpoint, E> {
+    // An IP literal has a `.` (IPv6 is bracketed): `udp:80` or `TCP:80` is a type, mistyped.
+    if !host.bracketed && !host.text.contains('.') && host.text != "localhost" {
+        return Err(E::UnknownType { name: host.text, position: 0 });
+    }
     let interface = lex::ip(&host, "host")?;
     let port = lex::port(&port, "port", 0)?;
     Ok(ServerEndpoint::Tcp { port, interface: Some(interface), backlog: None, ipv6: interface.is_ipv6() })
