@@ -197,6 +197,9 @@ fn bad_client_strings_name_the_field_and_its_position() {
         ("tls:host=a:port=1:certificate=c.pem", Some("certificate"), 30),
         ("tls:host=a:port=1:endpoint=tcp", Some("endpoint"), 27),
         ("ssl:host=a:port=1", None, 0),
+        ("ssl:443", None, 0),
+        ("tcp6:443", None, 0),
+        ("systemd:domain=INET:index=0", None, 0),
     ];
     let mut wrong = Vec::new();
     for (text, field, position) in cases {

@@ -75,6 +75,8 @@ pub(crate) fn parse(input: &str) -> Result<ClientEndpoint, E> {
                 bind_address: bind_address.map(|t| lex::ip(&t, "bindAddress")).transpose()?,
             })
         }
+        // Twisted's other types, not a host named `ssl`.
+        "ssl" | "tcp6" | "systemd" => Err(E::UnknownType { name: kind.to_owned(), position: 0 }),
         _ => {
             let (host, port) = super::shorthand(input)?;
             Ok(ClientEndpoint::Tcp {

@@ -62,7 +62,7 @@
 //! | `tcp:host=HOST:port=PORT[:timeout=S][:bindAddress=IP]` | `tcp:host=example.com:port=80:timeout=5` | also positional: `tcp:example.com:80`, `tcp:host=example.com:80` |
 //! | `unix:path=PATH[:timeout=S]` | `unix:/run/app.sock` | positional path too; `@NAME` is an abstract name |
 //! | `tls:host=HOST:port=PORT[:timeout=S][:bindAddress=IP][:trustRoots=DIR]` | `tls:host=example.com:port=443` | `caCertsDir=DIR` is accepted for `trustRoots` |
-//! | `HOST:PORT`, `[IPV6]:PORT` | `example.com:80`, `[::1]:8080` | shorthand for `tcp:`; the host may be a name (resolved later, not here) |
+//! | `HOST:PORT`, `[IPV6]:PORT` | `example.com:80`, `[::1]:8080` | shorthand for `tcp:`; the host may be a name (resolved later, not here), but not `ssl`, `tcp6` or `systemd` (`ssl:443` is an unknown client type, not host `ssl`) |
 //!
 //! Client ports are `1..=65535`. Timeouts are seconds, whole (`30`, as Twisted) or with up to 9
 //! decimals (`2.5`); the default (`None`) is the connector's.
@@ -71,7 +71,8 @@
 //! `Display` writes the canonical form: `tcp:PORT…`, `tcp6:PORT…` (when `ipv6`),
 //! `unix:PATH…`, `ssl:PORT:privateKey=…`, `systemd:domain=…:index=N`, `tcp:host=…:port=…`,
 //! `unix:path=…`, `tls:host=…:port=…`, with `:` and `\` in values escaped, and parses back to the
-//! same value.
+//! same value. (A path or abstract name that is not UTF-8 displays lossily, so only UTF-8 ones
+//! round-trip; an unnamed Unix address displays as `unix:`, which does not parse.)
 
 mod client;
 mod lex;
