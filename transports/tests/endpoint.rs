@@ -82,6 +82,7 @@ fn bad_server_strings_name_the_field_and_its_position() {
         ("tcp6:80:interface=[127.0.0.1]", Some("interface"), 18),
         ("tcp6:80:interface=[::1", None, 18),
         ("tcp6:80:interface=[::1]x", Some("interface"), 18),
+        (r"tcp6:80:interface=[::1]\:", Some("interface"), 18),
         ("tcp:80:backlog=-1", Some("backlog"), 15),
         ("tcp:80:backlog=4294967296", Some("backlog"), 15),
         ("tcp:80:port=81", Some("port"), 7),

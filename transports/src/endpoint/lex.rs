@@ -63,7 +63,6 @@ pub(crate) fn split(input: &str, base: usize, brackets: bool) -> Result<Vec<Item
             continue;
         }
         if c == ':' || (c == '=' && !after_equals) {
-            cur.bracketed = cur.bracketed && cur.text.ends_with(']');
             group.push(std::mem::replace(&mut cur, new_token(at + 1)));
             if c == ':' {
                 items.push(close_group(std::mem::take(&mut group)));
@@ -82,15 +81,14 @@ pub(crate) fn split(input: &str, base: usize, brackets: bool) -> Result<Vec<Item
                     if cur.text.is_empty() {
                         cur.first_escaped = true;
                     }
+                    cur.bracketed = false;
                     cur.text.push(n);
                 }
                 None => return Err(E::TrailingBackslash { position: at }),
             }
         } else {
             // Text after a `[...]` group: the token is no longer just the group.
-            if cur.bracketed {
-                cur.bracketed = false;
-            }
+            cur.bracketed = false;
             cur.text.push(c);
         }
     }

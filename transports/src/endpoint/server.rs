@@ -35,14 +35,16 @@ pub(crate) fn parse(input: &str) -> Result<ServerEndpoint, E> {
         None => (input, None),
     };
     let base = kind.len() + 1;
-    let items = |brackets| lex::split(rest.unwrap_or(""), base, brackets);
-    let items = match kind {
-        "tcp" | "tcp6" | "ssl" => items(true)?,
-        "unix" | "systemd" => items(false)?,
+    let brackets = match kind {
+        "tcp" | "tcp6" | "ssl" => true,
+        "unix" | "systemd" => false,
         _ => return super::shorthand(input).and_then(|(ip, port)| server_shorthand(ip, port)),
     };
-    // `tcp` alone: no arguments at all.
-    let items = if rest.is_none() { Vec::new() } else { items };
+    // `tcp` alone has no arguments at all; `tcp:` has one, empty.
+    let items = match rest {
+        Some(r) => lex::split(r, base, brackets)?,
+        None => Vec::new(),
+    };
     match kind {
         "tcp" | "tcp6" => {
             let ipv6 = kind == "tcp6";
