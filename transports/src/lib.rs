@@ -9,6 +9,7 @@
 //! | [`socket`] | [`StreamSocket`]: what the loop needs of a stream socket of any kind (see its "Adding a transport") |
 //! | [`tcp`], [`unix`] | the two stream kinds: binding (socket2 options; stale Unix files, modes, lock files, abstract names), connecting, options |
 //! | [`listener`] | [`ListenerSocket`], one accept with its outcome classified (per-connection vs resource errors), the reserve descriptor |
+//! | [`endpoint`] | Twisted's endpoint strings (`tcp:8080:interface=127.0.0.1`, `unix:/run/app.sock`, `tls:host=…:port=443`) parsed into [`ServerEndpoint`] and [`ClientEndpoint`]: pure parsing, see its `# Grammar` |
 //! | [`connector`] | starting a non-blocking connect of any kind, and establishing it |
 //! | [`connection`] | the per-connection state machine: reading, pausing, half-close, clean, abortive and lingering close |
 //! | [`buffer`] | the [`WriteBuffer`] with watermarks, coalescing, and the direct write of large chunks |
@@ -33,6 +34,7 @@ pub mod address;
 pub mod buffer;
 pub mod connection;
 pub mod connector;
+pub mod endpoint;
 pub mod listener;
 pub mod memory;
 pub mod producer;
@@ -53,6 +55,7 @@ pub use buffer::{
 };
 pub use connection::{Connection, Linger, ReadOutcome, Socket};
 pub use connector::{establish, start_stream_connect};
+pub use endpoint::{ClientEndpoint, EndpointParseError, ServerEndpoint, SystemdDomain};
 pub use listener::{AcceptOutcome, ListenerSocket, ReserveFd, RESERVE_DRAIN_MAX};
 pub use memory::MemorySocket;
 pub use producer::{ProducerCall, ProducerState};
