@@ -60,6 +60,12 @@ pub enum Error {
         /// Each address tried and why it failed.
         errors: Vec<(std::net::SocketAddr, Error)>,
     },
+    /// Something this build or this call cannot do (the text says what).
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+    },
     /// A producer is already registered on this transport.
     #[error("a producer is already registered on this transport")]
     ProducerAlreadyRegistered,

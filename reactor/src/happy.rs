@@ -241,6 +241,18 @@ impl LoopCtx<'_> {
     /// Connects to `host` (a name or an IP literal) at `port`: resolves it on the thread pool,
     /// then races the addresses as RFC 8305 says. See the [module docs](crate::happy).
     pub fn connect_host(&mut self, host: &str, port: u16, factory: impl ClientFactory) -> HostConnectId {
+        let timeout = self.core.config.connect_timeout;
+        self.connect_host_within(host, port, factory, timeout)
+    }
+
+    /// [`connect_host`](LoopCtx::connect_host) with `timeout` for each attempt.
+    pub(crate) fn connect_host_within(
+        &mut self,
+        host: &str,
+        port: u16,
+        factory: impl ClientFactory,
+        timeout: Duration,
+    ) -> HostConnectId {
         let state = Rc::new(RefCell::new(State {
             host: host.to_owned(),
             factory: Some(Box::new(factory)),
@@ -248,7 +260,7 @@ impl LoopCtx<'_> {
             attempts: Vec::new(),
             errors: Vec::new(),
             timer: None,
-            timeout: self.core.config.connect_timeout,
+            timeout,
             delay: self.core.happy.attempt_delay,
             done: false,
         }));

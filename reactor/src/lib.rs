@@ -57,6 +57,7 @@
 //! | `stream.rs`, `flow.rs` | a connection's reads, flushes and half-close; flow control applied to the table |
 //! | `datagram.rs` | UDP: [`DatagramProtocol`], [`DatagramCtx`], [`DatagramPort`], reading with the budget, stopping (no write buffer: see its docs) |
 //! | `process/` | child processes: [`ProcessProtocol`], [`ProcessCtx`], the pipes' pump, SIGCHLD reaping, killing at the shutdown deadline |
+//! | `endpoint.rs` | [`Reactor::listen_endpoint`], [`Reactor::connect_endpoint`]: Twisted's endpoint strings |
 //! | `happy.rs` | [`LoopCtx::connect_host`]: a host name resolved on the pool, then Happy Eyeballs (RFC 8305) |
 //! | `reconnect.rs` | [`ClientService`]: keeps a client connected, retrying with backoff |
 //! | `threads.rs` | the thread pool: [`LoopCtx::defer_to_thread`] runs blocking work on a worker and its `on_done` on the loop |
@@ -104,6 +105,7 @@ mod core;
 mod ctx;
 pub mod datagram;
 mod dispatch;
+pub mod endpoint;
 mod error;
 mod flow;
 mod handle;
@@ -126,6 +128,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use core::{ConnId, ListenerId};
 pub use ctx::{Ctx, LoopCtx};
 pub use datagram::{DatagramCtx, DatagramPort, DatagramProtocol};
+pub use endpoint::Connecting;
 pub use error::Error;
 pub use handle::ReactorHandle;
 pub use happy::{HostConnectId, Resolver, SystemResolver};
@@ -143,7 +146,8 @@ pub use reconnect::{Backoff, ClientService, Target};
 pub use threads::JobError;
 pub use timers::TimerId;
 pub use torsion_transports::{
-    Address, AddressParseError, ListenOptions, PeerCredentials, RecvOutcome, SendOutcome, TransportError,
-    UdpOptions, UnixAddr, UnixListenOptions, DEFAULT_MAX_DATAGRAM,
+    Address, AddressParseError, ClientEndpoint, EndpointParseError, InheritedKind, ListenOptions,
+    PeerCredentials, RecvOutcome, SendOutcome, ServerEndpoint, SystemdDomain, TransportError, UdpOptions,
+    UnixAddr, UnixListenOptions, DEFAULT_MAX_DATAGRAM,
 };
 pub use transport::{ProducerSource, Transport};
