@@ -23,6 +23,7 @@
 //! | [9. Unix sockets](ch09_unix) | any binary with `unix:PATH` |
 //! | [10. Datagrams (UDP)](ch10_udp) | `udp-echo`, `udp-time` |
 //! | [11. Child processes and standard I/O](ch11_processes) | `exec-server`, `echo-client` |
+//! | [12. Endpoints, names, reconnecting, blocking work](ch12_endpoints) | `echo-client --reconnect` |
 //!
 //! If you know another framework, skim [coming from Twisted](from_twisted) or
 //! [coming from tokio or asyncio](from_tokio) first: each is a table from the names you
@@ -49,5 +50,6 @@ pub mod ch08_shutdown;
 pub mod ch09_unix;
 pub mod ch10_udp;
 pub mod ch11_processes;
+pub mod ch12_endpoints;
 pub mod from_tokio;
 pub mod from_twisted;
