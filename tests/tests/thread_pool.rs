@@ -55,11 +55,11 @@ fn a_thousand_jobs_each_deliver_one_result_on_the_loop_thread() {
 fn results_arrive_in_completion_order_not_submission_order() {
     let mut reactor = Reactor::new().unwrap();
     let order: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+    // The first job waits until the second job's result has been delivered on the loop.
     let (tx, rx) = mpsc::channel::<()>();
     let log = order.clone();
     in_loop(&mut reactor, move |cx| {
         let first = log.clone();
-        // Submitted first, finishes last: it waits for the second job.
         cx.defer_to_thread(
             move || rx.recv_timeout(WAIT).is_ok(),
             move |_cx, r| {
@@ -69,8 +69,11 @@ fn results_arrive_in_completion_order_not_submission_order() {
         );
         let second = log.clone();
         cx.defer_to_thread(
-            move || tx.send(()).is_ok(),
-            move |_cx, _| second.borrow_mut().push("second submitted"),
+            || (),
+            move |_cx, _| {
+                second.borrow_mut().push("second submitted");
+                tx.send(()).unwrap();
+            },
         );
     });
     let done = order.clone();
@@ -217,21 +220,26 @@ fn a_graceful_stop_cancels_queued_jobs_and_waits_for_a_running_one() {
     in_loop(&mut reactor, move |cx| {
         for i in 0..4 {
             let (g, sink, s) = (g.clone(), sink.clone(), s.clone());
+            let opener = g.clone();
             cx.defer_to_thread(
                 move || {
                     s.fetch_add(1, Ordering::SeqCst);
                     g.wait()
                 },
-                move |_cx, r| sink.borrow_mut().push((i, r)),
+                move |_cx, r| {
+                    if r == Err(JobError::Cancelled) {
+                        opener.open();
+                    }
+                    sink.borrow_mut().push((i, r))
+                },
             );
         }
     });
     let first = started.clone();
     run_until(&mut reactor, "the first job running", move |_| first.load(Ordering::SeqCst) == 1);
     // The stop cancels the three queued jobs at once; the running one finishes (the gate is
-    // opened by a before-shutdown trigger, after the stop began) and run returns after it.
-    let g = gate.clone();
-    reactor.before_shutdown(move |_cx, _deadline| g.open());
+    // opened by the first cancelled job's on_done, so after the cancelling) and run returns
+    // after it.
     reactor.stop();
     reactor.run().unwrap();
     let results = results.borrow();
