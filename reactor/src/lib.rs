@@ -104,6 +104,7 @@ mod dispatch;
 mod error;
 mod flow;
 mod handle;
+pub mod pool;
 pub mod process;
 pub mod protocol;
 mod reactor;
@@ -130,7 +131,8 @@ pub use protocol::{
 };
 pub use reactor::{
     Reactor, DEFAULT_ACCEPTS_PER_TURN, DEFAULT_ACCEPT_BACKOFF, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITES_PER_FLUSH,
+    DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER, DEFAULT_SHUTDOWN_DRAIN, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_WRITES_PER_FLUSH,
 };
 pub use timers::TimerId;
 pub use torsion_transports::{
