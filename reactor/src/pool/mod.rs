@@ -75,7 +75,7 @@ use tracing::{debug, error, warn};
 use crate::dispatch::panic_message;
 use crate::handle::ReactorHandle;
 use crate::protocol::DisconnectReason;
-use crate::{Error, Reactor};
+use crate::{Clock, Error, Reactor};
 
 pub use calls::PoolConnId;
 pub use listen::{Balance, Pick, PoolListener};
@@ -89,11 +89,13 @@ pub const DEFAULT_HANDOFF_QUEUE: usize = 1024;
 const SETUP_WAIT: Duration = Duration::from_secs(30);
 
 type Configure = dyn Fn(&mut Reactor, usize) + Send + Sync;
+type MakeReactor = dyn Fn(usize) -> Result<Reactor, Error> + Send + Sync;
 
 /// Builds a [`ReactorPool`]: thread count, per-reactor settings, queue capacities.
 pub struct PoolBuilder {
     threads: usize,
     configure: Option<Arc<Configure>>,
+    make_reactor: Option<Arc<MakeReactor>>,
     call_queue: usize,
     handoff_queue: usize,
     name: String,
@@ -121,6 +123,13 @@ impl PoolBuilder {
     /// buffer, budgets, shutdown timeout, ...).
     pub fn configure(mut self, configure: impl Fn(&mut Reactor, usize) + Send + Sync + 'static) -> Self {
         self.configure = Some(Arc::new(configure));
+        self
+    }
+
+    /// Gives each reactor the clock `clock(index)` returns (default: the system's monotonic
+    /// clock), built on the reactor's thread.
+    pub fn clock<C: Clock>(mut self, clock: impl Fn(usize) -> C + Send + Sync + 'static) -> Self {
+        self.make_reactor = Some(Arc::new(move |index| Reactor::with_clock(clock(index))));
         self
     }
 
@@ -158,11 +167,13 @@ impl PoolBuilder {
             let (ready_tx, ready_rx) = mpsc::channel::<Result<ReactorHandle, Error>>();
             let (go_tx, go_rx) = mpsc::channel::<PoolHandle>();
             let configure = self.configure.clone();
+            let make_reactor = self.make_reactor.clone();
             let stats = Arc::new(stats::StatsCell::new());
             let thread_stats = stats.clone();
-            let join = std::thread::Builder::new()
-                .name(format!("{}-{index}", self.name))
-                .spawn(move || reactor_thread(index, configure, thread_stats, ready_tx, go_rx))?;
+            let join =
+                std::thread::Builder::new().name(format!("{}-{index}", self.name)).spawn(move || {
+                    reactor_thread(index, make_reactor, configure, thread_stats, ready_tx, go_rx)
+                })?;
             let handle = match ready_rx.recv_timeout(SETUP_WAIT) {
                 Ok(Ok(handle)) => handle,
                 Ok(Err(e)) => return Err(e),
@@ -199,12 +210,17 @@ impl PoolBuilder {
 /// One reactor thread: build the reactor, report its handle, wait for the pool, run.
 fn reactor_thread(
     index: usize,
+    make_reactor: Option<Arc<MakeReactor>>,
     configure: Option<Arc<Configure>>,
     stats: Arc<stats::StatsCell>,
     ready: mpsc::Sender<Result<ReactorHandle, Error>>,
     go: mpsc::Receiver<PoolHandle>,
 ) {
-    let mut reactor = match Reactor::new() {
+    let made = match &make_reactor {
+        Some(make) => make(index),
+        None => Reactor::new(),
+    };
+    let mut reactor = match made {
         Ok(reactor) => reactor,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -413,6 +429,7 @@ impl ReactorPool {
         PoolBuilder {
             threads: 0,
             configure: None,
+            make_reactor: None,
             call_queue: DEFAULT_CALL_QUEUE,
             handoff_queue: DEFAULT_HANDOFF_QUEUE,
             name: "torsion-reactor".to_owned(),
