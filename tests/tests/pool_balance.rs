@@ -244,3 +244,22 @@ fn counters_count_connections_and_bytes_per_reactor() {
     pool.shutdown().expect("clean stop");
     assert!(handle.all_stats().iter().all(|s| !s.alive), "stopped reactors read as not alive");
 }
+
+/// A second pool on a port the first one holds fails with "address in use" instead of
+/// silently joining the first one's SO_REUSEPORT group (same user, so the kernel would allow
+/// it).
+#[test]
+fn a_second_pool_on_the_same_port_is_refused_not_merged() {
+    let mut first = ReactorPool::new(2).expect("pool");
+    let port = first.listen_tcp(localhost(), |_| |_peer| Some(Echo)).expect("listen");
+    let Address::Inet(addr) = port.local_addr().clone() else { unreachable!() };
+    let mut second = ReactorPool::new(2).expect("pool");
+    let taken = second.listen_tcp(addr, |_| |_peer| Some(Echo));
+    assert!(
+        matches!(&taken, Err(torsion_reactor::Error::Transport(torsion_reactor::TransportError::Bind { source, .. }))
+            if source.kind() == std::io::ErrorKind::AddrInUse),
+        "got {taken:?}"
+    );
+    second.shutdown().expect("clean stop");
+    first.shutdown().expect("clean stop");
+}

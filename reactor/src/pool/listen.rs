@@ -25,6 +25,10 @@ pub enum Balance {
     /// hash of each connection's addresses and ports (the default: no thread touches another's
     /// listener, and the spread is even, where one shared listener woken on every thread gives
     /// up to 3:1 imbalance, libuv#747). TCP only.
+    ///
+    /// The port is probed first with a plain bind, so a port held by anyone (even another
+    /// reuseport group of the same user, which a reuseport bind would silently join) is
+    /// "address in use".
     #[default]
     ReusePort,
     /// One acceptor thread accepts and hands each socket to a reactor through that reactor's
@@ -100,11 +104,16 @@ impl ReactorPool {
         let make: Make<F> = Arc::new(make_factory);
         match balance {
             Balance::ReusePort => {
+                // SO_REUSEPORT lets a socket join any group its user already has on the port:
+                // a second server started by mistake would share the port instead of failing.
+                // A probe without it fails with "address in use" if anything holds the port,
+                // and picks the port when 0 was asked for.
+                let probe = bind_listener(addr, &options.clone().reuse_port(false))?;
+                let bound = probe.local_addr()?;
+                drop(probe);
                 let options = options.clone().reuse_port(true);
-                let first = bind_listener(addr, &options)?;
-                let bound = first.local_addr()?;
-                let mut sockets = vec![ListenerSocket::Tcp(first)];
-                for _ in 1..self.threads() {
+                let mut sockets = Vec::with_capacity(self.threads());
+                for _ in 0..self.threads() {
                     sockets.push(ListenerSocket::Tcp(bind_listener(bound, &options)?));
                 }
                 let ports = self.add_everywhere(sockets, &make, None)?;

@@ -11,7 +11,7 @@
 //!   accepts and hands each socket to a reactor (round-robin or least-loaded) through a
 //!   bounded queue; Unix sockets always use it (they have no reuseport).
 //! - **Factories per thread.** A listener takes a `Send + Sync` closure that builds one
-//!   [`Factory`] per reactor, on that reactor's thread, so per-thread state (an
+//!   [`Factory`](crate::Factory) per reactor, on that reactor's thread, so per-thread state (an
 //!   `Rc<RefCell<_>>` room, a cache) needs no lock, and state shared between threads is the
 //!   user's explicit `Arc`.
 //! - **Cross-reactor calls.** A connection is named across the pool by a [`PoolConnId`]
