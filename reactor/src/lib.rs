@@ -61,6 +61,7 @@
 //! | `accept.rs`, `connect.rs`, `shutdown.rs` | listening and accepting; connecting out; graceful stop |
 //! | `timers.rs`, `clock.rs`, `handle.rs` | the timer queue (generic), time, other threads |
 //! | `testing/` | the harness, and the test seams behind one optional field |
+//! | `pool/` | every core: [`pool::ReactorPool`] of reactor threads, reuseport or hand-off listeners, cross-reactor calls, per-reactor counters |
 //!
 //! Socket kinds, their setup, the accept errno classes, the write buffer and the producer state
 //! machine live in `torsion-transports`, unit-tested without a loop.
