@@ -263,3 +263,64 @@ fn a_second_pool_on_the_same_port_is_refused_not_merged() {
     second.shutdown().expect("clean stop");
     first.shutdown().expect("clean stop");
 }
+
+/// Writes its reactor's index, then echoes.
+struct SaysWhere(u8);
+
+impl Protocol for SaysWhere {
+    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+        cx.transport().write(&[self.0]);
+    }
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        cx.transport().write(data);
+    }
+}
+
+/// The least-loaded hand-off follows open connections, where round-robin would alternate:
+/// with reactor 1 holding two open connections and reactor 0 none, the next two both go to
+/// reactor 0.
+#[test]
+fn least_loaded_hand_off_sends_new_connections_to_the_emptier_reactor() {
+    let mut pool = ReactorPool::new(2).expect("pool");
+    let port = pool
+        .listen_tcp_with(localhost(), Balance::HandOff(Pick::LeastLoaded), &ListenOptions::default(), |at| {
+            let index = at.index() as u8;
+            move |_peer| Some(SaysWhere(index))
+        })
+        .expect("listen");
+    let handle = pool.handle();
+    let open = |n: u64| {
+        torsion_tests::wait_for("the open count settles", || {
+            handle.all_stats().iter().map(|s| s.open).sum::<u64>() == n
+        })
+    };
+    let on = |port: &PoolListener| {
+        let mut stream = connect(Kind::Tcp, port.local_addr());
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut at = [0u8; 1];
+        stream.read_exact(&mut at).unwrap();
+        (stream, at[0])
+    };
+    let mut first: Vec<_> = (1..=4)
+        .map(|n| {
+            let client = on(&port);
+            open(n);
+            client
+        })
+        .collect();
+    let on_zero = first.iter().filter(|(_, at)| *at == 0).count();
+    assert_eq!(on_zero, 2, "ties alternate: two each");
+    first.retain(|(_, at)| *at == 1);
+    open(2);
+    let next: Vec<u8> = (3..=4)
+        .map(|n| {
+            let (stream, at) = on(&port);
+            open(n);
+            first.push((stream, at));
+            at
+        })
+        .collect();
+    assert_eq!(next, vec![0, 0], "both go to the reactor with no open connection");
+    drop(first);
+    pool.shutdown().expect("clean stop");
+}

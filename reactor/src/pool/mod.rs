@@ -306,8 +306,9 @@ impl PoolHandle {
         self.shared.members.len()
     }
 
-    /// Reactor `index`'s own handle (`call_from_thread`, `stop` of that reactor alone is not
-    /// offered: a reactor's stop stops the pool).
+    /// Reactor `index`'s own handle. Its `call_from_thread` queue is not bounded (prefer
+    /// [`call_reactor`](PoolHandle::call_reactor)), and its `stop` stops the whole pool, as
+    /// any reactor's stop does.
     pub fn reactor(&self, index: usize) -> Result<ReactorHandle, Error> {
         self.member(index).map(|m| m.handle.clone())
     }
