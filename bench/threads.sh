@@ -21,6 +21,7 @@
 #   BENCH_THREADS     thread counts to compare (default "1 2"; on a big machine "1 2 4 8 16")
 #   BENCH_SCENARIO    scenario (default pp64-c100; see common.sh)
 #   BENCH_BUILD       0 skips the cargo builds
+#   BENCH_REPORT      a results .tsv of an earlier run: print its report and exit
 #   BENCH_SERVER_CPU / BENCH_LOADGEN_CPU   CPUs for the pinned measurement (default 0 and 1;
 #                     taskset lists such as 0-31 work)
 #   BENCH_LOADGENS    load generator processes per run (default 1; each is single-threaded
@@ -142,26 +143,21 @@ measure() {
     done
 }
 
-echo "threads.sh: $SCENARIO, ${DURATION}s per run, $REPEAT rounds, threads: $THREADS, $LOADGENS load generator(s); $(nproc) CPUs"
-echo "== 1. cost: server pinned to CPU $SERVER_CPU, load generator to CPU $LOADGEN_CPU"
-pin_cpus
-for ((r = 1; r <= REPEAT; r++)); do measure cost "$r"; done
-echo "== 2. throughput: nothing pinned, server and load generator share every core"
-PIN_SERVER=()
-PIN_LOADGEN=()
-for ((r = 1; r <= REPEAT; r++)); do measure shared "$r"; done
-
-# The report: medians per (phase, server, threads); ratios against torsion --threads 1 (cost)
-# and against tokio at the same thread count (throughput).
-echo
-echo "Medians over $REPEAT rounds (raw figures: $TSV). The machine may be shared: see the spread."
-awk -F'\t' "$AWK_LIB"'
+# report TSV: medians per (phase, server, threads) with their spread; ratios against torsion
+# --threads 1 (cost: CPU per message) and against tokio at the same thread count (shared:
+# messages per second), both as a ratio of medians and as the median of the ratios paired
+# within each round (servers of one round ran minutes apart at most, so pairing cancels
+# much of a shared machine's drift).
+report() {
+    awk -F'\t' "$AWK_LIB"'
 NR == 1 { next }
 {
     key = $1 SUBSEP $3 SUBSEP $4
     c = ++count[key]
     rate[key, c] = $6
     cpu[key, c] = $9
+    value[key, $2] = $1 == "cost" ? $9 : $6
+    rounds[$2] = 1
     if (!(key in seen)) { seen[key] = 1; order[++keys] = key }
 }
 END {
@@ -172,14 +168,38 @@ END {
         med_rate[key] = median_of(r, c); lo[key] = min_of(r, c); hi[key] = max_of(r, c)
         med_cpu[key] = median_of(u, c)
     }
-    printf "%-10s %-8s %7s %14s %22s %14s %10s\n", "phase", "server", "threads", "msgs/s", "(min-max)", "cpu us/msg", "ratio"
+    printf "%-7s %-8s %7s %10s %18s %10s  %s\n", "phase", "server", "threads", "msgs/s", "(min-max)", "us/msg", "ratio of medians; median of paired ratios"
     for (k = 1; k <= keys; k++) {
         key = order[k]
         split(key, f, SUBSEP)
-        if (f[1] == "cost") base = "cost" SUBSEP f[2] SUBSEP 1
-        else base = "shared" SUBSEP "tokio" SUBSEP f[3]
-        rt = f[1] == "cost" ? ratio(med_cpu[key], med_cpu[base]) " cpu vs t1" : ratio(med_rate[key], med_rate[base]) " rate vs tokio"
-        printf "%-10s %-8s %7s %14s %22s %14s %s\n", f[1], f[2], f[3], num(med_rate[key], "%.0f"), \
-            "(" num(lo[key], "%.0f") "-" num(hi[key], "%.0f") ")", num(med_cpu[key], "%.3f"), rt
+        if (f[1] == "cost") { base = "cost" SUBSEP f[2] SUBSEP 1; what = "cpu/msg vs --threads 1" }
+        else { base = "shared" SUBSEP "tokio" SUBSEP f[3]; what = "msgs/s vs tokio, same threads" }
+        n = 0
+        for (round in rounds)
+            if (ok(value[key, round]) && ok(value[base, round]) && value[base, round] > 0)
+                paired[++n] = value[key, round] / value[base, round]
+        rt = f[1] == "cost" ? ratio(med_cpu[key], med_cpu[base]) : ratio(med_rate[key], med_rate[base])
+        printf "%-7s %-8s %7s %10s %18s %10s  %s; %s (%s)\n", f[1], f[2], f[3], num(med_rate[key], "%.0f"), \
+            "(" num(lo[key], "%.0f") "-" num(hi[key], "%.0f") ")", num(med_cpu[key], "%.3f"), rt, \
+            num(median_of(paired, n), "%.2fx"), what
     }
-}' "$TSV"
+}' "$1"
+}
+
+if [[ -n ${BENCH_REPORT:-} ]]; then
+    report "$BENCH_REPORT"
+    exit 0
+fi
+
+echo "threads.sh: $SCENARIO, ${DURATION}s per run, $REPEAT rounds, threads: $THREADS, $LOADGENS load generator(s); $(nproc) CPUs"
+echo "== 1. cost: server pinned to CPU $SERVER_CPU, load generator to CPU $LOADGEN_CPU"
+pin_cpus
+for ((r = 1; r <= REPEAT; r++)); do measure cost "$r"; done
+echo "== 2. throughput: nothing pinned, server and load generator share every core"
+PIN_SERVER=()
+PIN_LOADGEN=()
+for ((r = 1; r <= REPEAT; r++)); do measure shared "$r"; done
+
+echo
+echo "Medians over $REPEAT rounds (raw figures: $TSV). The machine may be shared: see the spread."
+report "$TSV"

@@ -5,6 +5,7 @@
 //! over, and only then closes the socket.
 
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,10 +14,11 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token, Waker};
 use torsion_transports::listener::classify_accept_error;
 use torsion_transports::{AcceptOutcome, Address, HandedOff, HandoffError, HandoffSender, ListenerSocket};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::{Pick, PoolHandle};
 use crate::core::ListenerId;
+use crate::dispatch::panic_message;
 use crate::reactor::{DEFAULT_ACCEPT_BACKOFF, DEFAULT_SHUTDOWN_DRAIN, DEFAULT_SHUTDOWN_TIMEOUT};
 
 const LISTENER: Token = Token(0);
@@ -90,10 +92,14 @@ pub(crate) fn spawn(
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let ctl = AcceptorCtl { waker, stop: Arc::new(AtomicBool::new(false)) };
     let stop = ctl.stop.clone();
-    let acceptor = Acceptor { socket, targets, pick, next: 0, pool };
-    let thread = std::thread::Builder::new()
-        .name("torsion-acceptor".into())
-        .spawn(move || acceptor.run(poll, stop))?;
+    let acceptor = Acceptor { socket, targets, pick, next: 0, pool: pool.clone() };
+    let thread = std::thread::Builder::new().name("torsion-acceptor".into()).spawn(move || {
+        // `run` reports its end to the pool; a panic must not leave a stop waiting for it.
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(move || acceptor.run(poll, stop))) {
+            error!(panic = panic_message(&*panic), "acceptor thread panicked; its listener is closed");
+            pool.acceptor_done();
+        }
+    })?;
     Ok((ctl, thread))
 }
 

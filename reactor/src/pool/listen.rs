@@ -68,7 +68,9 @@ impl PoolListener {
     }
 
     /// Stops listening on every reactor (existing connections stay). A hand-off acceptor
-    /// first hands over what is queued in its backlog.
+    /// first hands over what is queued in its backlog; reuseport sockets close at once, as
+    /// [`ListeningPort::stop_listening`] does, so clients still in their accept queues are
+    /// reset by the kernel. Only a stop of the pool drains those queues first.
     pub fn stop_listening(&self) {
         match &self.acceptor {
             Some(acceptor) => acceptor.stop(),
