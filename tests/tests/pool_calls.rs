@@ -285,3 +285,57 @@ fn a_dead_reactor_thread_is_reported_and_the_others_keep_serving() {
         "join reports the death: {result:?}"
     );
 }
+
+/// Many threads calling one reactor at once through a small queue: every call that was
+/// accepted runs exactly once, every other one was refused with `QueueFull`, and once the
+/// queue has drained its whole capacity is free again (no slot leaked or counted twice).
+#[test]
+fn concurrent_callers_through_a_small_queue_lose_nothing_and_leak_no_slot() {
+    let pool = ReactorPool::builder().threads(2).call_queue(16).start().expect("pool");
+    let handle = pool.handle();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (handle, ran) = (handle.clone(), ran.clone());
+            std::thread::spawn(move || {
+                let (mut accepted, mut refused) = (0usize, 0usize);
+                for _ in 0..2000 {
+                    let ran = ran.clone();
+                    match handle.call_reactor(0, move |_cx| {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                    }) {
+                        Ok(()) => accepted += 1,
+                        Err(Error::QueueFull { reactor: 0, capacity: 16 }) => refused += 1,
+                        Err(e) => panic!("unexpected error {e}"),
+                    }
+                }
+                (accepted, refused)
+            })
+        })
+        .collect();
+    let (mut accepted, mut refused) = (0, 0);
+    for caller in callers {
+        let (a, r) = caller.join().expect("a caller panicked");
+        accepted += a;
+        refused += r;
+    }
+    assert_eq!(accepted + refused, 8000);
+    wait_for("every accepted call ran", || ran.load(Ordering::SeqCst) == accepted);
+    // The whole capacity is free again: hold the reactor and fill it exactly.
+    let (started_tx, started_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    handle
+        .call_reactor(0, move |_cx| {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv_timeout(WAIT);
+        })
+        .expect("queue the blocker");
+    recv(&started_rx, "reactor 0 is held");
+    for i in 0..16 {
+        handle.call_reactor(0, |_cx| {}).unwrap_or_else(|e| panic!("slot {i} of 16 was not free: {e}"));
+    }
+    assert!(matches!(handle.call_reactor(0, |_cx| {}), Err(Error::QueueFull { .. })));
+    release_tx.send(()).unwrap();
+    pool.shutdown().expect("clean stop");
+    assert_eq!(ran.load(Ordering::SeqCst), accepted, "no call ran twice");
+}
