@@ -12,7 +12,7 @@ use torsion_transports::{
 
 use super::acceptor::{self, AcceptorCtl, Target};
 use super::stats::CountingFactory;
-use super::{PoolHandle, PoolReactor, ReactorPool, SETUP_WAIT};
+use super::{PoolReactor, ReactorPool, SETUP_WAIT};
 use crate::accept::ListeningPort;
 use crate::protocol::Factory;
 use crate::Error;
@@ -250,13 +250,5 @@ impl ReactorPool {
             return Err(e);
         }
         Ok(ports)
-    }
-}
-
-/// The pool handle is what protocols keep to reach other reactors.
-impl PoolReactor {
-    /// The pool's handle (same as [`pool`](PoolReactor::pool), owned).
-    pub fn pool_handle(&self) -> PoolHandle {
-        self.pool.clone()
     }
 }

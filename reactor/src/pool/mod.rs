@@ -402,6 +402,11 @@ impl PoolReactor {
         &self.pool
     }
 
+    /// The pool's handle, owned (for a factory or protocol to keep).
+    pub fn pool_handle(&self) -> PoolHandle {
+        self.pool.clone()
+    }
+
     /// Names a connection of this reactor across the pool.
     pub fn conn_id(&self, id: crate::ConnId) -> PoolConnId {
         PoolConnId::new(self.index, id)

@@ -142,3 +142,73 @@ impl Wrapper for Counted {
         self.inner.connection_lost(cx, reason);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testing::Harness;
+    use crate::TimerId;
+
+    /// Records which of its callbacks ran.
+    struct Seen(Rc<RefCell<Vec<&'static str>>>);
+
+    impl Protocol for Seen {
+        fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+            self.0.borrow_mut().push("made");
+            cx.set_timer(Duration::from_secs(1));
+        }
+        fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+            self.0.borrow_mut().push("data");
+            cx.transport().write(&vec![b'x'; 100 * 1024]); // over the high watermark
+            cx.transport().write(data);
+        }
+        fn eof_received(&mut self, _cx: &mut Ctx<'_>) -> bool {
+            self.0.borrow_mut().push("eof");
+            false
+        }
+        fn connection_lost(&mut self, _cx: &mut Ctx<'_>, _reason: DisconnectReason) {
+            self.0.borrow_mut().push("lost");
+        }
+        fn timer_fired(&mut self, _cx: &mut Ctx<'_>, _timer: TimerId) {
+            self.0.borrow_mut().push("timer");
+        }
+        fn pause_producing(&mut self, _cx: &mut Ctx<'_>) {
+            self.0.borrow_mut().push("pause");
+        }
+        fn resume_producing(&mut self, _cx: &mut Ctx<'_>) {
+            self.0.borrow_mut().push("resume");
+        }
+    }
+
+    /// The counting wrapper forwards every `Protocol` callback to the protocol it wraps, and
+    /// counts the connection and its bytes.
+    #[test]
+    fn the_counting_wrapper_forwards_every_callback_and_counts() {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let stats = Arc::new(StatsCell::new());
+        let s = seen.clone();
+        let mut factory =
+            CountingFactory { inner: move |_peer| Some(Seen(s.clone())), stats: stats.clone(), taken: None };
+        let mut h = Harness::new();
+        let id = h.accept(&mut factory).expect("accepted");
+        h.set_peer_window(id, Some(0));
+        h.feed(id, b"hello");
+        h.advance(Duration::from_secs(2));
+        h.set_peer_window(id, None);
+        assert_eq!(h.take_written(id).len(), 100 * 1024 + 5);
+        h.feed_eof(id);
+        h.close_peer(id);
+        h.run();
+        let seen = seen.borrow();
+        for callback in ["made", "data", "eof", "lost", "timer", "pause", "resume"] {
+            assert!(seen.contains(&callback), "{callback} was not forwarded: {seen:?}");
+        }
+        let snapshot = stats.snapshot(0);
+        assert_eq!((snapshot.accepted, snapshot.open, snapshot.bytes_received), (1, 0, 5));
+        assert_eq!(snapshot.bytes_sent, 100 * 1024 + 5);
+    }
+}
