@@ -324,3 +324,24 @@ fn least_loaded_hand_off_sends_new_connections_to_the_emptier_reactor() {
     drop(first);
     pool.shutdown().expect("clean stop");
 }
+
+/// 1,000 connections open at once over SO_REUSEPORT on 4 reactors, ping-ponging: each
+/// reactor holds its share of the open connections while they all get echoes (same
+/// binomial tolerance as above: ±30 % of 250 is 5.5 standard deviations).
+#[test]
+fn load_thousand_open_connections_over_reuseport_each_reactor_holds_a_share() {
+    let mut pool = echo_pool();
+    let port = pool.listen_tcp(localhost(), |_| |_peer| Some(Echo)).expect("listen");
+    let pinger = torsion_tests::Pinger::start(port.local_addr(), CONNECTIONS, 64);
+    pinger.wait_started();
+    let handle = pool.handle();
+    let open: Vec<u64> = handle.all_stats().iter().map(|s| s.open).collect();
+    assert_eq!(open.iter().sum::<u64>(), CONNECTIONS as u64, "all open at once: {open:?}");
+    assert_fair(&open, 0.30, "open connections over reuseport");
+    pinger.measure();
+    torsion_tests::wait_for("round trips on the open connections", || {
+        pinger.round_trips() >= 5 * CONNECTIONS
+    });
+    pinger.finish();
+    pool.shutdown().expect("clean stop");
+}
