@@ -200,3 +200,32 @@ fn after_the_stop_new_clients_are_refused() {
     pool.join().expect("clean stop");
     assert!(connect_refused(port.local_addr()));
 }
+
+/// The same over a Unix socket (always the hand-off acceptor): clients queued when the stop
+/// comes are served and closed cleanly, and the socket file is removed.
+#[test]
+fn unix_stop_serves_queued_clients_and_removes_the_file() {
+    let path = torsion_tests::TempPath::new(".sock");
+    let mut pool = ReactorPool::new(THREADS).expect("pool");
+    let port = pool.listen_unix(path.path(), |_| |_peer| Some(Echo)).expect("listen");
+    let handle = pool.handle();
+    let releases = block_every_reactor(&handle);
+    let mut clients: Vec<(AnyStream, Vec<u8>)> = (0..CLIENTS)
+        .map(|i| {
+            let mut stream = connect(Kind::Unix, port.local_addr());
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            let data = pattern(i as u64, 1500);
+            stream.write_all(&data).unwrap();
+            (stream, data)
+        })
+        .collect();
+    handle.stop();
+    drop(releases);
+    for (i, (stream, data)) in clients.iter_mut().enumerate() {
+        let got = expect_eof(stream, &format!("unix client {i}"));
+        assert!(got == *data, "unix client {i}: got {} of {} bytes back", got.len(), data.len());
+    }
+    drop(clients);
+    pool.join().expect("the pool stops cleanly");
+    assert!(!path.path().exists(), "the socket file is removed");
+}
