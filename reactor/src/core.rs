@@ -61,6 +61,7 @@ pub(crate) struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) accept_backoff: Duration,
     pub(crate) nodelay: bool,
+    pub(crate) shutdown_drain_max: usize,
 }
 
 /// A listening socket and its factory.

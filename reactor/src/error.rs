@@ -85,6 +85,39 @@ pub enum Error {
         /// Why `spawn` failed.
         source: io::Error,
     },
+    /// A reactor pool's cross-reactor queue to this reactor is full: the call was not queued
+    /// (see [`ReactorPool`](crate::pool::ReactorPool)).
+    #[error("the call queue of reactor {reactor} is full ({capacity} calls waiting)")]
+    QueueFull {
+        /// The reactor's index in its pool.
+        reactor: usize,
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// A reactor pool has no reactor with this index.
+    #[error("no reactor {reactor} in a pool of {threads}")]
+    NoSuchReactor {
+        /// The index asked for.
+        reactor: usize,
+        /// How many reactors the pool has.
+        threads: usize,
+    },
+    /// A pool's reactor thread has ended (stopped, or died: see [`Error::ReactorDied`]), so
+    /// it takes no more calls or listeners.
+    #[error("reactor {reactor} of the pool is gone")]
+    ReactorGone {
+        /// The reactor's index in its pool.
+        reactor: usize,
+    },
+    /// A pool's reactor thread ended without a pool stop (its loop failed or a panic escaped
+    /// it), or ended its loop with an error.
+    #[error("reactor {reactor} of the pool died: {reason}")]
+    ReactorDied {
+        /// The reactor's index in its pool.
+        reactor: usize,
+        /// What ended it.
+        reason: String,
+    },
     /// Another I/O error (creating the poller, installing signal handlers, polling).
     #[error(transparent)]
     Io(#[from] io::Error),

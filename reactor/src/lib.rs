@@ -65,6 +65,7 @@
 //! | `accept.rs`, `connect.rs`, `shutdown.rs` | listening and accepting; connecting out; graceful stop |
 //! | `timers.rs`, `clock.rs`, `handle.rs` | the timer queue (generic), time, other threads |
 //! | `testing/` | the harness, and the test seams behind one optional field |
+//! | `pool/` | every core: [`pool::ReactorPool`] of reactor threads, reuseport or hand-off listeners, cross-reactor calls, per-reactor counters |
 //!
 //! Socket kinds, their setup, the accept errno classes, the write buffer and the producer state
 //! machine live in `torsion-transports`, unit-tested without a loop.
@@ -110,6 +111,7 @@ mod error;
 mod flow;
 mod handle;
 pub mod happy;
+pub mod pool;
 pub mod process;
 pub mod protocol;
 mod reactor;
@@ -140,7 +142,8 @@ pub use protocol::{
 };
 pub use reactor::{
     Reactor, DEFAULT_ACCEPTS_PER_TURN, DEFAULT_ACCEPT_BACKOFF, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITES_PER_FLUSH,
+    DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER, DEFAULT_SHUTDOWN_DRAIN, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_WRITES_PER_FLUSH,
 };
 pub use reconnect::{Backoff, ClientService, Target};
 pub use threads::JobError;

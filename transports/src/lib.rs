@@ -35,6 +35,7 @@ pub mod buffer;
 pub mod connection;
 pub mod connector;
 pub mod endpoint;
+pub mod handoff;
 pub mod listener;
 pub mod memory;
 pub mod producer;
@@ -56,6 +57,7 @@ pub use buffer::{
 pub use connection::{Connection, Linger, ReadOutcome, Socket};
 pub use connector::{establish, start_stream_connect};
 pub use endpoint::{ClientEndpoint, EndpointParseError, ServerEndpoint, SystemdDomain};
+pub use handoff::{handoff_queue, HandedOff, HandoffError, HandoffReceiver, HandoffSender};
 pub use listener::{AcceptOutcome, ListenerSocket, ReserveFd, RESERVE_DRAIN_MAX};
 pub use memory::MemorySocket;
 pub use producer::{ProducerCall, ProducerState};
