@@ -61,6 +61,8 @@ pub(crate) struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) accept_backoff: Duration,
     pub(crate) nodelay: bool,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) tls_close_timeout: Duration,
 }
 
 /// A listening socket and its factory.
@@ -75,6 +77,8 @@ pub(crate) struct Listener {
     pub(crate) exhaustion_logged: bool,
     /// In the ready list for more accepts next turn.
     pub(crate) queued: bool,
+    /// TLS listeners: the server configuration each connection's handshake uses.
+    pub(crate) tls: Option<torsion_transports::TlsRole>,
 }
 
 /// Where a connection is in its life.
@@ -122,6 +126,8 @@ pub(crate) struct Conn {
     pub(crate) timers: Vec<TimerId>,
     /// The reason a clean close reports, when the protocol gave one (`lose_connection_with`).
     pub(crate) close_reason: Option<Box<DisconnectReason>>,
+    /// A TLS handshake in progress ([`crate::tls`]).
+    pub(crate) handshake: Option<Box<crate::tls::Handshake>>,
     pub(crate) span: tracing::Span,
 }
 
@@ -158,6 +164,8 @@ pub(crate) enum Internal {
     ConnectTimeout(SourceKey, Duration),
     AcceptRetry(SourceKey),
     LingerTimeout(SourceKey),
+    HandshakeTimeout(SourceKey, Duration),
+    TlsCloseTimeout(SourceKey),
     ShutdownDeadline,
 }
 
@@ -181,6 +189,8 @@ pub(crate) enum Task {
     DatagramStarted(SourceKey, Box<dyn crate::datagram::DatagramProtocol>),
     /// `stopped` on a datagram port, then its socket closes.
     DatagramStopped(SourceKey),
+    /// `handshake_failed` on a TLS listener's factory.
+    HandshakeFailed(SourceKey, Address, DisconnectReason),
 }
 
 /// A callback run when a graceful stop begins, with the deadline after which connections are
@@ -354,6 +364,7 @@ impl Core {
                 stop_pending: false,
                 timers: Vec::new(),
                 close_reason: None,
+                handshake: None,
                 span,
             }))
         });
@@ -414,6 +425,7 @@ impl Core {
             return;
         }
         let timers = std::mem::take(&mut conn.timers);
+        let handshake = conn.handshake.take();
         // A clean close (our FIN after a flush) lingers, whatever reason the protocol reports.
         let clean_close = reason.is_clean();
         let reason = match (reason, conn.close_reason.take()) {
@@ -437,6 +449,10 @@ impl Core {
         }
         self.connections -= 1;
         self.timers.cancel_all(&timers);
+        if let Some(handshake) = handshake {
+            self.timers.cancel(handshake.timer);
+            self.handshake_failed(key, handshake.then, &reason);
+        }
         if linger {
             let timer =
                 self.timers.schedule(linger_deadline, TimerKind::Internal(Internal::LingerTimeout(key)));

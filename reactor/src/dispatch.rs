@@ -168,6 +168,9 @@ impl World {
                 self.datagram_start(key);
             }
             Task::DatagramStopped(key) => self.datagram_stopped(key),
+            Task::HandshakeFailed(listener, peer, reason) => {
+                self.deliver_handshake_failed(listener, peer, reason)
+            }
         }
     }
 

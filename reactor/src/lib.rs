@@ -112,6 +112,7 @@ pub mod stdio;
 mod stream;
 pub mod testing;
 mod timers;
+pub mod tls;
 mod transport;
 
 pub use accept::ListeningPort;
@@ -133,6 +134,11 @@ pub use reactor::{
     DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITES_PER_FLUSH,
 };
 pub use timers::TimerId;
+pub use torsion_transports::{
+    client_config_webpki, client_config_with_ca, client_config_with_roots, rustls, server_config_from_pem,
+    tls_provider, TlsConfigError, TlsFailure, TlsRole, TlsStream, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_TLS_CLOSE_TIMEOUT,
+};
 pub use torsion_transports::{
     Address, AddressParseError, ListenOptions, PeerCredentials, RecvOutcome, SendOutcome, TransportError,
     UdpOptions, UnixAddr, UnixListenOptions, DEFAULT_MAX_DATAGRAM,

@@ -81,6 +81,8 @@ impl Reactor {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             accept_backoff: DEFAULT_ACCEPT_BACKOFF,
             nodelay: true,
+            handshake_timeout: torsion_transports::DEFAULT_HANDSHAKE_TIMEOUT,
+            tls_close_timeout: torsion_transports::DEFAULT_TLS_CLOSE_TIMEOUT,
         };
         let core = Core::new(registry, Box::new(clock), Arc::new(Shared::new(waker)), config);
         Ok(Reactor {
@@ -582,6 +584,8 @@ impl Reactor {
                         }
                     }
                     Internal::LingerTimeout(key) => world.core.remove_source(key),
+                    Internal::HandshakeTimeout(key, timeout) => world.handshake_timed_out(key, timeout),
+                    Internal::TlsCloseTimeout(key) => world.tls_close_timed_out(key),
                     Internal::ShutdownDeadline => world.shutdown_deadline(),
                 },
                 Some(TimerKind::Looping { .. }) | None => {}

@@ -154,6 +154,17 @@ impl WriteBuffer {
         self.above_high()
     }
 
+    /// Removes and returns every unsent byte, in order (the watermarks are kept).
+    pub fn take_all(&mut self) -> Vec<u8> {
+        self.seal_tail();
+        let mut out = Vec::with_capacity(self.len);
+        for chunk in self.chunks.drain(..) {
+            out.extend_from_slice(&chunk);
+        }
+        self.clear();
+        out
+    }
+
     /// Drops everything buffered.
     pub fn clear(&mut self) {
         self.chunks.clear();
