@@ -57,6 +57,7 @@ use tracing_subscriber::EnvFilter;
 pub mod chat;
 pub mod guide;
 pub mod proxy;
+pub mod tls_cli;
 
 /// Exit code for a failure at startup: bad arguments, a bad address, an address in use.
 /// The same code clap uses for usage errors.

@@ -66,6 +66,25 @@ impl World {
             }
             if done {
                 self.handshake_done(key);
+                if let ReadOutcome::Data(n) = outcome {
+                    // `connection_made` may have paused reading (or closed): then the data read
+                    // with the handshake's last flight waits in the TLS layer.
+                    let deliver = self.protocols.contains_key(key)
+                        && self
+                            .core
+                            .open_conn_ref(key)
+                            .and_then(|c| c.io.as_ref())
+                            .is_some_and(|io| io.wants_read());
+                    if !deliver {
+                        if let Some(io) = self.core.open_conn(key).and_then(|c| c.io.as_mut()) {
+                            if let Some(tls) = io.socket_mut().tls_mut() {
+                                tls.unread(&read_buf[..n]);
+                            }
+                            io.set_readable(false);
+                        }
+                        return;
+                    }
+                }
             } else if handshaking && matches!(outcome, ReadOutcome::Eof) {
                 let reason = DisconnectReason::Tls(TlsFailure::ClosedDuringHandshake);
                 self.core.finish(key, reason);

@@ -85,6 +85,11 @@ pub trait StreamSocket: Socket + mio::event::Source + fmt::Debug + Any {
         None
     }
 
+    /// The TLS layer, mutably.
+    fn tls_mut(&mut self) -> Option<&mut crate::tls::TlsStream> {
+        None
+    }
+
     /// The socket as `Any`, for tests that reach the concrete type (the harness's memory
     /// socket).
     fn as_any_mut(&mut self) -> &mut dyn Any;

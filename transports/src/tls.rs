@@ -130,6 +130,8 @@ pub struct TlsStream {
     more_input: bool,
     close_notify_sent: bool,
     peer_closed: bool,
+    /// Plaintext handed back with [`unread`](TlsStream::unread), returned by the next read.
+    held: Vec<u8>,
 }
 
 impl fmt::Debug for TlsStream {
@@ -161,6 +163,7 @@ impl TlsStream {
             more_input: false,
             close_notify_sent: false,
             peer_closed: false,
+            held: Vec::new(),
         }
     }
 
@@ -205,6 +208,15 @@ impl TlsStream {
     /// The peer's certificate chain (end entity first), if it sent one.
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         self.tls.peer_certificates()
+    }
+
+    /// Hands plaintext back, to be returned (first) by the next read. The loop uses it when
+    /// the read that completed the handshake also brought data, and the protocol whose
+    /// `connection_made` ran meanwhile paused reading.
+    pub fn unread(&mut self, data: &[u8]) {
+        let mut held = data.to_vec();
+        held.extend_from_slice(&self.held);
+        self.held = held;
     }
 
     /// True once the peer's `close_notify` arrived.
@@ -323,6 +335,13 @@ impl Read for TlsStream {
         self.more_input = false;
         if buf.is_empty() {
             return Ok(0);
+        }
+        if !self.held.is_empty() {
+            let n = self.held.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.held[..n]);
+            self.held.drain(..n);
+            self.more_input = true;
+            return Ok(n);
         }
         if self.peer_closed {
             return Ok(0);
@@ -465,6 +484,10 @@ impl StreamSocket for TlsStream {
     }
 
     fn tls(&self) -> Option<&TlsStream> {
+        Some(self)
+    }
+
+    fn tls_mut(&mut self) -> Option<&mut TlsStream> {
         Some(self)
     }
 

@@ -20,6 +20,7 @@
 //! ```text
 //! cargo run -p torsion-examples --bin echo-server -- --listen 127.0.0.1:0
 //! cargo run -p torsion-examples --bin echo-server -- --listen unix:/tmp/echo.sock   # nc -U /tmp/echo.sock
+//! cargo run -p torsion-examples --bin echo-server -- --listen 127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem
 //! RUST_LOG=debug cargo run -p torsion-examples --bin echo-server   # log every connection
 //! ```
 
@@ -27,8 +28,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
-    EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, exit_with, init_logging, parse_endpoint, run_failure, startup_failure, EXIT_FAILURE,
+    EXIT_USAGE,
 };
 use torsion_protocols::Echo;
 use torsion_reactor::{Address, Reactor};
@@ -43,6 +44,8 @@ struct Args {
     /// socket file at PATH is replaced; a live server there is an error.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     listen: String,
+    #[command(flatten)]
+    tls: torsion_examples::tls_cli::TlsServerArgs,
 }
 
 fn main() -> ExitCode {
@@ -62,7 +65,7 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
         Some(Echo)
     };
     // TCP or Unix: the same factory, the same protocol.
-    let port = reactor.listen(&addr, factory).map_err(|e| (EXIT_USAGE, listen_error(&addr, &e)))?;
+    let port = torsion_examples::tls_cli::listen_maybe_tls(&mut reactor, &addr, args.tls.config()?, factory)?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 
     let local = port.local_addr().clone();
