@@ -1,0 +1,172 @@
+//! STARTTLS (issue 11): a line protocol upgraded in place with `start_tls`, against Python's
+//! `ssl.SSLContext.wrap_socket` on the same socket. The reply written before `start_tls`
+//! arrives first, in plaintext (twisted#10445); a write made right after `start_tls` arrives
+//! encrypted; `handshake_completed` follows the handshake; plaintext the client pipelined after
+//! its STARTTLS command is never delivered as if it were protected (aiosmtpd#380).
+
+use std::process::Command;
+use std::sync::mpsc;
+
+use torsion_reactor::{Address, Ctx, DisconnectReason, Protocol, TlsRole};
+use torsion_tests::tls::Pki;
+use torsion_tests::{recv, ReactorThread};
+
+/// What the server saw.
+#[derive(Debug, PartialEq)]
+enum Ev {
+    /// A line received before TLS.
+    Plain(String),
+    /// A line received over TLS.
+    Protected(String),
+    Handshake,
+    Lost(bool),
+}
+
+/// Lines; `STARTTLS` answers in plaintext, upgrades, and drops the rest of that read.
+struct Smtpish {
+    role: TlsRole,
+    tls: bool,
+    buf: Vec<u8>,
+    tx: mpsc::Sender<Ev>,
+}
+
+impl Protocol for Smtpish {
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+            if self.tls {
+                let _ = self.tx.send(Ev::Protected(line.clone()));
+                cx.transport().write(format!("250 {line}\r\n").as_bytes());
+                continue;
+            }
+            let _ = self.tx.send(Ev::Plain(line.clone()));
+            if line == "STARTTLS" {
+                cx.transport().write(b"220 go ahead\r\n");
+                cx.transport().start_tls(self.role.clone()).expect("start_tls");
+                // Written after start_tls: must travel encrypted.
+                cx.transport().write(b"230 secret\r\n");
+                self.tls = true;
+                // Whatever followed the command in this read was sent before TLS: drop it.
+                self.buf.clear();
+                return;
+            }
+            cx.transport().write(b"500 say STARTTLS\r\n");
+        }
+    }
+
+    fn handshake_completed(&mut self, _cx: &mut Ctx<'_>) {
+        let _ = self.tx.send(Ev::Handshake);
+    }
+
+    fn connection_lost(&mut self, _cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        let _ = self.tx.send(Ev::Lost(reason.is_clean()));
+    }
+}
+
+fn server(pki: &Pki) -> (ReactorThread, Address, mpsc::Receiver<Ev>) {
+    let (tx, rx) = mpsc::channel();
+    let role = TlsRole::Server(pki.server_config());
+    let (thread, addr) = ReactorThread::start(move |reactor| {
+        let factory =
+            move |_| Some(Smtpish { role: role.clone(), tls: false, buf: Vec::new(), tx: tx.clone() });
+        let port = reactor.listen(&Address::Inet(torsion_tests::localhost()), factory).unwrap();
+        port.local_addr().clone()
+    });
+    (thread, addr, rx)
+}
+
+const PY: &str = r#"
+import socket, ssl, sys
+port, ca, pipelined = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s.sendall(b"HELLO\r\n")
+f = b""
+while not f.endswith(b"\n"):
+    f += s.recv(1)
+print("plain:", f.decode().strip(), flush=True)
+s.sendall(b"STARTTLS\r\nEVIL injected\r\n" if pipelined else b"STARTTLS\r\n")
+line = b""
+while not line.endswith(b"\n"):
+    line += s.recv(1)   # one byte at a time: nothing of the TLS stream is consumed here
+print("plain:", line.decode().strip(), flush=True)
+ctx = ssl.create_default_context(cafile=ca)
+try:
+    t = ctx.wrap_socket(s, server_hostname="localhost")
+    t.sendall(b"MAIL FROM:<a@b>\r\n")
+    got = b""
+    while got.count(b"\n") < 2:
+        chunk = t.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    for l in got.decode().splitlines():
+        print("tls:", l, flush=True)
+    t.unwrap()
+    print("done", flush=True)
+except (ssl.SSLError, OSError) as e:
+    print("tls failed:", type(e).__name__, flush=True)
+"#;
+
+fn python(addr: &Address, pki: &Pki, pipelined: bool) -> Vec<String> {
+    let Address::Inet(inet) = addr else { unreachable!() };
+    let out = Command::new("python3")
+        .args(["-c", PY, &inet.port().to_string()])
+        .arg(&pki.ca_pem)
+        .arg(if pipelined { "1" } else { "0" })
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// The upgrade: plaintext reply first, then TLS on the same socket; the write made right after
+/// `start_tls` is encrypted; `handshake_completed` runs; close_notify both ways.
+#[test]
+fn starttls_with_python_wrap_socket() {
+    let pki = Pki::new();
+    let (_server, addr, rx) = server(&pki);
+    let lines = python(&addr, &pki, false);
+    assert_eq!(
+        lines,
+        [
+            "plain: 500 say STARTTLS",
+            "plain: 220 go ahead",
+            "tls: 230 secret",
+            "tls: 250 MAIL FROM:<a@b>",
+            "done"
+        ],
+        "the reply before start_tls is plaintext, the write after it is not"
+    );
+    assert_eq!(recv(&rx, "HELLO"), Ev::Plain("HELLO".into()));
+    assert_eq!(recv(&rx, "STARTTLS"), Ev::Plain("STARTTLS".into()));
+    assert_eq!(recv(&rx, "handshake"), Ev::Handshake);
+    assert_eq!(recv(&rx, "MAIL"), Ev::Protected("MAIL FROM:<a@b>".into()));
+    assert_eq!(recv(&rx, "lost"), Ev::Lost(true));
+}
+
+/// Plaintext pipelined after STARTTLS ("EVIL injected") is never delivered as protected: if it
+/// came in the same read as the command the protocol drops it; if it came later it is handshake
+/// input and fails the handshake. Either way, it never shows up as a `Protected` line.
+#[test]
+fn plaintext_pipelined_after_starttls_is_never_treated_as_protected() {
+    let pki = Pki::new();
+    let (_server, addr, rx) = server(&pki);
+    let lines = python(&addr, &pki, true);
+    assert_eq!(&lines[..2], ["plain: 500 say STARTTLS", "plain: 220 go ahead"]);
+    let mut events = Vec::new();
+    loop {
+        let ev = recv(&rx, "the server's events");
+        let end = matches!(ev, Ev::Lost(_));
+        events.push(ev);
+        if end {
+            break;
+        }
+    }
+    assert!(
+        !events.iter().any(|e| matches!(e, Ev::Protected(l) | Ev::Plain(l) if l.contains("EVIL"))),
+        "{events:?} / {lines:?}"
+    );
+    println!("pipelined plaintext after STARTTLS: server saw {events:?}; client saw {lines:?}");
+}
