@@ -66,12 +66,29 @@ impl Protocol for Smtpish {
 }
 
 fn server(pki: &Pki) -> (ReactorThread, Address, mpsc::Receiver<Ev>) {
+    server_wrapped(pki, false)
+}
+
+/// The server; with `wrapped`, every shipped policy wrapper stands between the reactor and the
+/// protocol (limits, throttling, idle timeout), each forwarding through the `Wrapper` trait.
+fn server_wrapped(pki: &Pki, wrapped: bool) -> (ReactorThread, Address, mpsc::Receiver<Ev>) {
+    use torsion_protocols::policies::{LimitConnectionsFactory, ThrottlingFactory, TimeoutFactory};
     let (tx, rx) = mpsc::channel();
     let role = TlsRole::Server(pki.server_config());
     let (thread, addr) = ReactorThread::start(move |reactor| {
         let factory =
             move |_| Some(Smtpish { role: role.clone(), tls: false, buf: Vec::new(), tx: tx.clone() });
-        let port = reactor.listen(&Address::Inet(torsion_tests::localhost()), factory).unwrap();
+        let local = Address::Inet(torsion_tests::localhost());
+        let port = if wrapped {
+            let timeout =
+                TimeoutFactory::new(factory).with_timeout(Some(std::time::Duration::from_secs(3600)));
+            let throttled = ThrottlingFactory::new(timeout)
+                .with_read_limit(Some(1 << 30))
+                .with_write_limit(Some(1 << 30));
+            reactor.listen(&local, LimitConnectionsFactory::new(throttled)).unwrap()
+        } else {
+            reactor.listen(&local, factory).unwrap()
+        };
         port.local_addr().clone()
     });
     (thread, addr, rx)
@@ -169,4 +186,15 @@ fn plaintext_pipelined_after_starttls_is_never_treated_as_protected() {
         "{events:?} / {lines:?}"
     );
     println!("pipelined plaintext after STARTTLS: server saw {events:?}; client saw {lines:?}");
+}
+
+/// `handshake_completed` goes through every shipped wrapper (limits, throttling, timeout).
+#[test]
+fn shipped_wrappers_forward_handshake_completed() {
+    let pki = Pki::new();
+    let (_server, addr, rx) = server_wrapped(&pki, true);
+    let lines = python(&addr, &pki, false);
+    assert_eq!(lines.last().map(String::as_str), Some("done"), "{lines:?}");
+    let events: Vec<Ev> = (0..4).map(|_| recv(&rx, "the server's events")).collect();
+    assert!(events.contains(&Ev::Handshake), "{events:?}");
 }

@@ -120,6 +120,21 @@ fn bad_clients_get_typed_reasons_and_the_server_keeps_serving() {
     assert_eq!(&buf, b"still here");
 }
 
+/// `handshake_failed` reaches a factory wrapped in the shipped policy factories.
+#[test]
+fn wrapped_factories_forward_handshake_failed() {
+    use torsion_protocols::policies::{LimitConnectionsFactory, ThrottlingFactory, TimeoutFactory};
+    let pki = Pki::new();
+    let (tx, rx) = mpsc::channel();
+    let (_server, addr) = tls_server(
+        pki.server_config(),
+        |_| {},
+        move || LimitConnectionsFactory::new(ThrottlingFactory::new(TimeoutFactory::new(Reporting { tx }))),
+    );
+    send_and_wait_close(&addr, b"GET / HTTP/1.0\r\n\r\n");
+    assert!(is_handshake_error(&recv(&rx, "the wrapped factory's handshake_failed")));
+}
+
 /// A server that requires client certificates refuses a client without one, with a typed
 /// reason.
 #[test]

@@ -249,3 +249,78 @@ fn a_slow_reader_keeps_the_servers_pending_output_bounded() {
     assert!(held <= 512 * 1024, "the server held {held} bytes for a reader that never reads");
     assert!(total.load(Ordering::Relaxed) < 16 << 20);
 }
+
+/// `lose_connection` on a TLS connection whose peer never reads: the flush cannot finish, so
+/// the close timeout aborts it (`TimedOut`) instead of hanging (twisted#7926, #5534).
+#[test]
+fn a_close_that_cannot_flush_times_out() {
+    struct Flood {
+        tx: mpsc::Sender<Ev>,
+    }
+    impl Protocol for Flood {
+        fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+            // Far more than the kernel buffers hold, then close.
+            cx.transport().write_bytes(torsion_reactor::Bytes::from(vec![1u8; 32 << 20]));
+            cx.transport().lose_connection();
+        }
+        fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
+        fn connection_lost(&mut self, _cx: &mut Ctx<'_>, reason: DisconnectReason) {
+            let _ = self.tx.send(Ev::Lost(reason));
+        }
+    }
+    let pki = Pki::new();
+    let (tx, rx) = mpsc::channel();
+    let (_server, addr) = tls_server(
+        pki.server_config(),
+        |r| r.set_tls_close_timeout(Duration::from_secs(1)),
+        move || move |_| Some(Flood { tx: tx.clone() }),
+    );
+    let client = blocking_client(&addr, pki.client_config()).expect("handshake");
+    assert_eq!(recv(&rx, "the close timeout"), Ev::Lost(DisconnectReason::TimedOut));
+    drop(client);
+}
+
+/// TLS over a Unix socket: `listen_tls` and `connect_tls` take any stream address.
+#[test]
+fn tls_over_a_unix_socket() {
+    let pki = Pki::new();
+    let path = torsion_tests::TempPath::new(".sock");
+    let addr = torsion_reactor::Address::unix_path(path.path());
+    let config = pki.server_config();
+    let listen_at = addr.clone();
+    let (_server, _) = torsion_tests::ReactorThread::start(move |reactor| {
+        reactor
+            .listen_tls(&listen_at, config, |_| Some(torsion_protocols::Echo))
+            .expect("listen_tls on unix");
+    });
+    let (got, eof, lost) = {
+        let mut reactor = Reactor::new().unwrap();
+        let out = std::rc::Rc::new(std::cell::RefCell::new((Vec::new(), false, None)));
+        struct C(std::rc::Rc<std::cell::RefCell<(Vec<u8>, bool, Option<DisconnectReason>)>>);
+        impl Protocol for C {
+            fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+                cx.transport().write(b"over unix");
+                cx.transport().write_eof();
+            }
+            fn data_received(&mut self, _cx: &mut Ctx<'_>, data: &[u8]) {
+                self.0.borrow_mut().0.extend_from_slice(data);
+            }
+            fn eof_received(&mut self, _cx: &mut Ctx<'_>) -> bool {
+                self.0.borrow_mut().1 = true;
+                false
+            }
+            fn connection_lost(&mut self, _cx: &mut Ctx<'_>, reason: DisconnectReason) {
+                self.0.borrow_mut().2 = Some(reason);
+            }
+        }
+        let o = out.clone();
+        let factory = client_factory(move |_| C(o.clone())).on_failure(|_, e| panic!("connect failed: {e}"));
+        reactor.connect_tls(addr, localhost_name(), pki.client_config(), factory).unwrap();
+        run_until(&mut reactor, "the echo and the close", |_| out.borrow().2.is_some());
+        let o = out.borrow();
+        (o.0.clone(), o.1, o.2.clone())
+    };
+    assert_eq!(got, b"over unix");
+    assert!(eof, "the server's close_notify is eof_received");
+    assert_eq!(lost, Some(DisconnectReason::Clean));
+}
