@@ -143,7 +143,8 @@ impl World {
 
     /// A new connection: build its protocol, register it, `connection_made`, first read.
     fn accepted(&mut self, listener: SourceKey, stream: BoxedStream, peer: Address, read_buf: &mut [u8]) {
-        if let Some(role) = self.core.listener_mut(listener).and_then(|l| l.tls.clone()) {
+        if let Some(config) = self.core.listener_mut(listener).and_then(|l| l.tls.clone()) {
+            let role = torsion_transports::TlsRole::Server(config);
             return self.accepted_tls(listener, stream, peer, role, read_buf);
         }
         let Some(mut factory) = self.core.listener_mut(listener).and_then(|l| l.factory.take()) else {

@@ -78,7 +78,7 @@ pub(crate) struct Listener {
     /// In the ready list for more accepts next turn.
     pub(crate) queued: bool,
     /// TLS listeners: the server configuration each connection's handshake uses.
-    pub(crate) tls: Option<torsion_transports::TlsRole>,
+    pub(crate) tls: Option<Arc<torsion_transports::rustls::ServerConfig>>,
 }
 
 /// Where a connection is in its life.

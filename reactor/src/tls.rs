@@ -259,7 +259,7 @@ impl Reactor {
     ) -> Result<ListeningPort, Error> {
         let port = self.listen(addr, factory)?;
         if let Some(l) = self.world.core.listener_mut(port.id.0) {
-            l.tls = Some(TlsRole::Server(config));
+            l.tls = Some(config);
         }
         Ok(port)
     }

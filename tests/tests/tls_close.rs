@@ -296,7 +296,9 @@ fn tls_over_a_unix_socket() {
     let (got, eof, lost) = {
         let mut reactor = Reactor::new().unwrap();
         let out = std::rc::Rc::new(std::cell::RefCell::new((Vec::new(), false, None)));
-        struct C(std::rc::Rc<std::cell::RefCell<(Vec<u8>, bool, Option<DisconnectReason>)>>);
+        /// What the client saw: data, eof, how it ended.
+        type Seen = (Vec<u8>, bool, Option<DisconnectReason>);
+        struct C(std::rc::Rc<std::cell::RefCell<Seen>>);
         impl Protocol for C {
             fn connection_made(&mut self, cx: &mut Ctx<'_>) {
                 cx.transport().write(b"over unix");
