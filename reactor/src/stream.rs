@@ -57,7 +57,8 @@ impl World {
                 ReadOutcome::Error(_) => true,
             };
             // TLS may have something to say (handshake messages, alerts, key updates).
-            let flush = io.needs_flush();
+            // (Plain sockets hold nothing back: their flushes keep to the turn's schedule.)
+            let flush = io.socket().pending_output() > 0 && io.needs_flush();
             let done = handshaking
                 && !matches!(outcome, ReadOutcome::Error(_))
                 && !io.socket().tls().is_some_and(|tls| tls.is_handshaking());
