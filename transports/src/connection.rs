@@ -249,6 +249,8 @@ impl<S: Socket> Connection<S> {
                     }
                 }
             }
+            // TLS: the ciphertext of what was just taken may still wait below.
+            self.buffer.set_below(self.socket.pending_output());
         }
         self.buffer.push_slice(data)
     }
@@ -413,7 +415,9 @@ impl<S: Socket> Connection<S> {
         if let Some(e) = self.write_error.take() {
             return Err(e);
         }
-        match self.buffer.flush_to(&mut self.socket, max_calls)? {
+        let status = self.buffer.flush_to(&mut self.socket, max_calls)?;
+        self.buffer.set_below(self.socket.pending_output());
+        match status {
             FlushStatus::WouldBlock => {
                 self.write_blocked = true;
                 return Ok(FlushStatus::WouldBlock);
@@ -422,7 +426,9 @@ impl<S: Socket> Connection<S> {
             FlushStatus::Drained => {}
         }
         if self.socket.pending_output() > 0 {
-            match self.socket.flush() {
+            let flushed = self.socket.flush();
+            self.buffer.set_below(self.socket.pending_output());
+            match flushed {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.write_blocked = true;

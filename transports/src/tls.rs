@@ -14,9 +14,11 @@
 //!
 //! # Writing
 //! Plaintext is handed to rustls only when no ciphertext is waiting for the socket, at most
-//! [`TLS_WRITE_BATCH`] bytes at a time; the rest stays in the connection's write buffer, where
-//! watermarks count it. So the bytes held for a slow reader are the write buffer (plaintext)
-//! plus at most one batch of ciphertext, and [`Socket::pending_output`] reports the latter.
+//! [`TLS_WRITE_BATCH`] bytes at a time; the rest stays in the connection's write buffer. So the
+//! bytes held for a slow reader are the write buffer (plaintext) plus at most one batch of
+//! ciphertext; [`Socket::pending_output`] reports the latter, and the connection counts it
+//! against the watermarks with the former ([`WriteBuffer::set_below`](crate::WriteBuffer::set_below)):
+//! `write`'s above-high answer, producer pauses and resumes all see both.
 //!
 //! # Closing
 //! `shutdown_write` sends `close_notify`, flushes it, then the FIN. A peer's `close_notify`

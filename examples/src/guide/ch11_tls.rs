@@ -127,8 +127,10 @@
 //! ```
 //!
 //! ## Flow control
-//! The write buffer's watermarks count plaintext the protocol wrote; the TLS layer takes more
-//! only when its own ciphertext is on the wire, at most 64 KiB at a time, and
-//! [`write_buffer_len`](torsion_reactor::Transport::write_buffer_len) reports both. So an echo
+//! The write buffer's watermarks count the plaintext the protocol wrote plus the ciphertext
+//! not yet on the wire (the TLS layer takes more plaintext only when its own ciphertext is out,
+//! at most 64 KiB at a time); `write`'s above-high answer, `pause_producing` and
+//! `resume_producing`, and [`write_buffer_len`](torsion_reactor::Transport::write_buffer_len)
+//! all count both. So an echo
 //! over TLS to a reader that never reads holds at most the high watermark, one read and one
 //! TLS batch, as over TCP.
