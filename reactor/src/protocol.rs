@@ -96,6 +96,25 @@
 //! [`DatagramProtocol`](crate::DatagramProtocol) callback is logged and the port keeps
 //! serving: there is no connection to abort (see [`crate::datagram`]).
 //!
+//! # TLS
+//! A TLS connection ([`Reactor::listen_tls`](crate::Reactor::listen_tls),
+//! [`Reactor::connect_tls`](crate::Reactor::connect_tls), [`Transport::start_tls`](crate::Transport::start_tls))
+//! keeps every rule above; TLS shows only through [`Transport::tls`](crate::Transport::tls) and
+//! these (details and tests: [`crate::tls`]):
+//! - `connection_made` runs after the handshake completed (the protocol is built then, too);
+//!   after `start_tls`, [`Protocol::handshake_completed`] runs instead. A failed handshake builds
+//!   no protocol: [`Factory::handshake_failed`] or `client_connection_failed` with
+//!   [`Error::Tls`](crate::Error::Tls), the rustls error inside, logged once. The handshake has a
+//!   deadline (10 s, settable).
+//! - Watermarks, `write`'s above-high answer and producers count the plaintext buffered plus
+//!   the ciphertext not yet sent.
+//! - The peer's `close_notify` is `eof_received`, as a FIN is for TCP (return `true` to keep
+//!   writing: TLS 1.3 half-close; TLS 1.2 peers usually close their side at once). A TCP EOF
+//!   without `close_notify` is `connection_lost(DisconnectReason::Tls(TlsFailure::Truncated))`.
+//! - `lose_connection` flushes, sends `close_notify`, then FIN, without waiting for the peer's
+//!   `close_notify`; if that has not finished within the close timeout (30 s, settable) the
+//!   connection is aborted with `TimedOut`. `abort_connection` sends no `close_notify`.
+//!
 //! # Datagrams
 //! UDP has its own contract, [`DatagramProtocol`](crate::DatagramProtocol) (`started`,
 //! `datagram_received`, `error_received`, `writable`, `timer_fired`, `stopped`), and no write
