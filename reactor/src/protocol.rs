@@ -104,7 +104,7 @@
 //! - `connection_made` runs after the handshake completed (the protocol is built then, too);
 //!   after `start_tls`, [`Protocol::handshake_completed`] runs instead. A failed handshake builds
 //!   no protocol: [`Factory::handshake_failed`] or `client_connection_failed` with
-//!   [`Error::Tls`](crate::Error::Tls), the rustls error inside, logged once. The handshake has a
+//!   [`Error::Tls`], the rustls error inside, logged once. The handshake has a
 //!   deadline (10 s, settable).
 //! - Watermarks, `write`'s above-high answer and producers count the plaintext buffered plus
 //!   the ciphertext not yet sent.
