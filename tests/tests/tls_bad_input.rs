@@ -231,3 +231,25 @@ fn load_a_thousand_bad_connections_leave_no_descriptors_or_heap_behind() {
     good.read_exact(&mut buf).unwrap();
     println!("1,000 bad TLS connections: fds back to {fds}, live heap grew {grown} bytes");
 }
+
+/// No shared ALPN protocol: the server refuses with a typed reason (and an alert); the client
+/// hears `Error::Tls` with rustls' error.
+#[test]
+fn no_shared_alpn_protocol_is_a_typed_handshake_failure() {
+    let pki = Pki::new();
+    let mut config = (*pki.server_config()).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let (_server, addr, rx) = server(Arc::new(config));
+    let mut client_config = (*pki.client_config()).clone();
+    client_config.alpn_protocols = vec![b"torsion/1".to_vec()];
+    let failed = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let f = failed.clone();
+    let factory = client_factory(|_| Echo).on_failure(move |_, e| *f.borrow_mut() = Some(e));
+    let mut reactor = Reactor::new().unwrap();
+    reactor.connect_tls(addr, localhost_name(), Arc::new(client_config), factory).unwrap();
+    run_until(&mut reactor, "the client's failure", |_| failed.borrow().is_some());
+    let error = failed.borrow_mut().take().unwrap();
+    assert!(matches!(error, Error::Tls { source: TlsFailure::Handshake(_), .. }), "{error:?}");
+    let reason = recv(&rx, "the server's failure");
+    assert_eq!(reason, DisconnectReason::Tls(TlsFailure::Handshake(rustls::Error::NoApplicationProtocol)));
+}

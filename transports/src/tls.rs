@@ -384,10 +384,9 @@ impl Read for TlsStream {
             if self.peer_closed {
                 return Ok(0);
             }
-            if got < buf.len() {
-                // The socket is drained and no whole record came: wait for the next edge.
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
+            // No whole record yet: read on. The socket answers `WouldBlock` once drained (then
+            // the next edge brings the rest), or shows a FIN that came with the partial record
+            // (which no further edge would report).
         }
     }
 }
