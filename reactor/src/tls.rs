@@ -6,9 +6,10 @@
 //! # When callbacks run
 //! A connection from [`Reactor::listen_tls`] gets its protocol built (`build_protocol`) and
 //! `connection_made` only once its handshake completed, so the TLS accessors answer from the
-//! first callback and a failed handshake never creates a protocol: it is logged once at `info`
-//! and reported to [`Factory::handshake_failed`] (server side) or
-//! [`ClientFactory::client_connection_failed`] with [`Error::Tls`] (client side). On a live
+//! first callback and a failed handshake never creates a protocol: it is reported to
+//! [`Factory::handshake_failed`] (server side, logged once at `info`) or to
+//! [`ClientFactory::client_connection_failed`] with [`Error::Tls`] (client side, where that
+//! callback's default logs it once). On a live
 //! connection, [`Transport::start_tls`] starts the handshake and
 //! [`Protocol::handshake_completed`](crate::Protocol::handshake_completed) follows it; a failure
 //! there is `connection_lost(DisconnectReason::Tls(..))`.
@@ -102,7 +103,8 @@ impl Core {
                 self.tasks.push_back(Task::HandshakeFailed(listener, peer, reason.clone()));
             }
             AfterHandshake::Client { mut factory } => {
-                info!(%peer, %reason, "TLS handshake failed");
+                // Logged by `client_connection_failed` (its default logs at warn): once.
+                debug!(%peer, %reason, "TLS handshake failed");
                 let error = match reason.clone() {
                     DisconnectReason::Tls(source) => Error::Tls { addr: peer, source },
                     DisconnectReason::Lost(source) => Error::ConnectFailed { addr: peer, source },

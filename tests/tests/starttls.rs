@@ -198,3 +198,105 @@ fn shipped_wrappers_forward_handshake_completed() {
     let events: Vec<Ev> = (0..4).map(|_| recv(&rx, "the server's events")).collect();
     assert!(events.contains(&Ev::Handshake), "{events:?}");
 }
+
+const PY_SERVER: &str = r#"
+import socket, ssl, sys
+cert, key = sys.argv[1], sys.argv[2]
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(1)
+print(ls.getsockname()[1], flush=True)
+c, _ = ls.accept()
+c.settimeout(20)
+line = b""
+while not line.endswith(b"\n"):
+    line += c.recv(1)
+print("plain:", line.decode().strip(), flush=True)
+c.sendall(b"220 go ahead\r\n")
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+t = ctx.wrap_socket(c, server_side=True)
+got = b""
+while not got.endswith(b"\n"):
+    got += t.recv(4096)
+print("tls:", got.decode().strip(), flush=True)
+t.sendall(b"250 " + got)
+while t.recv(4096):
+    pass
+print("clean close_notify", flush=True)
+t.unwrap()
+"#;
+
+/// Client-side STARTTLS: torsion's client upgrades after the server's go-ahead; its write made
+/// right after `start_tls` travels encrypted; `handshake_completed` runs; Python's server sees
+/// a clean `close_notify` at the end.
+#[test]
+fn client_side_starttls_against_a_python_server() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use torsion_reactor::{client_factory, Reactor};
+    use torsion_tests::run_until;
+
+    struct Client {
+        role: TlsRole,
+        buf: Vec<u8>,
+        log: Rc<RefCell<Vec<String>>>,
+    }
+    impl Protocol for Client {
+        fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+            cx.transport().write(b"STARTTLS\r\n");
+        }
+        fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+            self.buf.extend_from_slice(data);
+            while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+                self.log.borrow_mut().push(line.clone());
+                if line == "220 go ahead" {
+                    cx.transport().start_tls(self.role.clone()).expect("start_tls");
+                    cx.transport().write(b"hello\r\n");
+                } else {
+                    cx.transport().lose_connection();
+                }
+            }
+        }
+        fn handshake_completed(&mut self, _cx: &mut Ctx<'_>) {
+            self.log.borrow_mut().push("handshake".into());
+        }
+        fn connection_lost(&mut self, _cx: &mut Ctx<'_>, reason: DisconnectReason) {
+            self.log.borrow_mut().push(format!("lost: {reason}"));
+        }
+    }
+
+    let pki = Pki::new();
+    let mut child = Command::new("python3")
+        .args(["-c", PY_SERVER])
+        .arg(&pki.server.cert_pem)
+        .arg(&pki.server.key_pem)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut out, &mut port).unwrap();
+    let addr: Address = format!("127.0.0.1:{}", port.trim()).parse().unwrap();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    let role = TlsRole::Client(pki.client_config(), torsion_tests::tls::localhost_name());
+    let factory = client_factory(move |_| Client { role: role.clone(), buf: Vec::new(), log: l.clone() })
+        .on_failure(|_, e| panic!("connect failed: {e}"));
+    let mut reactor = Reactor::new().unwrap();
+    reactor.connect(addr, factory).unwrap();
+    run_until(&mut reactor, "the end of the conversation", |_| {
+        log.borrow().last().is_some_and(|l| l.starts_with("lost"))
+    });
+    assert_eq!(
+        *log.borrow(),
+        ["220 go ahead", "handshake", "250 hello", "lost: connection closed cleanly"],
+        "what the client saw"
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let _ = child.wait();
+    assert_eq!(rest.lines().collect::<Vec<_>>(), ["plain: STARTTLS", "tls: hello", "clean close_notify"]);
+}
