@@ -64,9 +64,27 @@ fn probe_server(
 /// server still writes, then closes with its own `close_notify`: `Clean` on both sides.
 #[test]
 fn close_notify_is_eof_and_the_server_can_still_write() {
+    half_close(&rustls::version::TLS13);
+}
+
+/// The same under TLS 1.2: rustls on both ends keeps the other direction open after a
+/// `close_notify` (many TLS 1.2 stacks close their side at once instead; RFC 5246 asks them to
+/// answer with their own `close_notify`, which is what the server's close sends).
+#[test]
+fn close_notify_is_eof_under_tls12_too() {
+    half_close(&rustls::version::TLS12);
+}
+
+fn half_close(version: &'static rustls::SupportedProtocolVersion) {
     let pki = Pki::new();
     let (_server, addr, rx) = probe_server(&pki, None);
-    let mut client = blocking_client(&addr, pki.client_config()).expect("handshake");
+    let config = rustls::ClientConfig::builder_with_provider(torsion_reactor::tls_provider())
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(pki.roots())
+        .with_no_client_auth();
+    let mut client = blocking_client(&addr, Arc::new(config)).expect("handshake");
+    assert_eq!(client.conn.protocol_version(), Some(version.version));
     client.write_all(b"hello").unwrap();
     let mut buf = [0u8; 5];
     client.read_exact(&mut buf).unwrap();
