@@ -377,6 +377,9 @@ impl Factory for ChatServer {
     fn build_protocol(&mut self, peer: Address) -> Option<Box<dyn Protocol>> {
         self.limited.build_protocol(peer)
     }
+    fn handshake_failed(&mut self, peer: Address, reason: &torsion_reactor::DisconnectReason) {
+        self.limited.handshake_failed(peer, reason);
+    }
 }
 
 /// Builds the protocol of one connection.

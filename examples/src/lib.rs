@@ -58,6 +58,7 @@ pub mod chat;
 pub mod guide;
 pub mod pool_cli;
 pub mod proxy;
+pub mod tls_cli;
 
 /// Exit code for a failure at startup: bad arguments, a bad address, an address in use.
 /// The same code clap uses for usage errors.

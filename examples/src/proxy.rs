@@ -44,6 +44,10 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
+use std::sync::Arc;
+
+use torsion_reactor::rustls::pki_types::ServerName;
+use torsion_reactor::rustls::ClientConfig;
 
 use torsion_reactor::{
     Address, ClientFactory, ConnId, Ctx, DisconnectReason, Error, Factory, LoopCtx, Protocol,
@@ -55,13 +59,23 @@ use tracing::{debug, info, warn};
 #[derive(Debug)]
 pub struct Proxy {
     target: Address,
+    target_tls: Option<TargetTls>,
     stats: ProxyStats,
 }
+
+/// TLS to the target: the client configuration and the name to verify the target as.
+type TargetTls = (Arc<ClientConfig>, ServerName<'static>);
 
 impl Proxy {
     /// A proxy forwarding every accepted connection to `target`.
     pub fn new(target: impl Into<Address>) -> Proxy {
-        Proxy { target: target.into(), stats: ProxyStats::default() }
+        Proxy { target: target.into(), target_tls: None, stats: ProxyStats::default() }
+    }
+
+    /// Connects to the target over TLS, verifying it as `server_name`.
+    pub fn with_target_tls(mut self, config: Arc<ClientConfig>, server_name: ServerName<'static>) -> Proxy {
+        self.target_tls = Some((config, server_name));
+        self
     }
 
     /// A handle on the proxy's statistics, shared with every protocol it builds.
@@ -73,7 +87,12 @@ impl Proxy {
 impl Factory for Proxy {
     fn build_protocol(&mut self, peer: Address) -> Option<Box<dyn Protocol>> {
         debug!(%peer, "accepted a client");
-        Some(Box::new(ClientSide { target: self.target.clone(), backend: None, stats: self.stats.clone() }))
+        Some(Box::new(ClientSide {
+            target: self.target.clone(),
+            target_tls: self.target_tls.clone(),
+            backend: None,
+            stats: self.stats.clone(),
+        }))
     }
 }
 
@@ -194,6 +213,7 @@ fn end_peer(cx: &mut Ctx<'_>, peer: Option<ConnId>, reason: &DisconnectReason) {
 #[derive(Debug)]
 pub struct ClientSide {
     target: Address,
+    target_tls: Option<TargetTls>,
     /// The backend connection, once `connect` has started it.
     backend: Option<ConnId>,
     stats: ProxyStats,
@@ -205,7 +225,13 @@ impl Protocol for ClientSide {
         // Read nothing until there is somewhere to put it: the backend links us and resumes.
         cx.transport().pause_reading();
         let connector = BackendConnector { client: cx.conn_id(), stats: self.stats.clone() };
-        match cx.connect(self.target.clone(), connector) {
+        let started = match &self.target_tls {
+            Some((config, name)) => {
+                cx.connect_tls(self.target.clone(), name.clone(), config.clone(), connector)
+            }
+            None => cx.connect(self.target.clone(), connector),
+        };
+        match started {
             Ok(backend) => self.backend = Some(backend),
             Err(error) => {
                 warn!(target_addr = %self.target, %error, "cannot connect to the backend; closing the client");

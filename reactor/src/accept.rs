@@ -65,6 +65,7 @@ impl Core {
                 backing_off: false,
                 exhaustion_logged: false,
                 queued: false,
+                tls: None,
             })
         });
         if let Err(e) = registered {
@@ -174,6 +175,10 @@ impl World {
 
     /// A new connection: build its protocol, register it, `connection_made`, first read.
     fn accepted(&mut self, listener: SourceKey, stream: BoxedStream, peer: Address, read_buf: &mut [u8]) {
+        if let Some(config) = self.core.listener_mut(listener).and_then(|l| l.tls.clone()) {
+            let role = torsion_transports::TlsRole::Server(config);
+            return self.accepted_tls(listener, stream, peer, role, read_buf);
+        }
         let Some(mut factory) = self.core.listener_mut(listener).and_then(|l| l.factory.take()) else {
             return;
         };
@@ -199,5 +204,29 @@ impl World {
         // Data may already be waiting; the registration edge reports it too, but reading now
         // saves a turn.
         self.read(key, read_buf);
+    }
+
+    /// A new TLS connection: its handshake first; the protocol is built once it completed.
+    fn accepted_tls(
+        &mut self,
+        listener: SourceKey,
+        stream: BoxedStream,
+        peer: Address,
+        role: torsion_transports::TlsRole,
+        read_buf: &mut [u8],
+    ) {
+        let local = torsion_transports::establish(stream.as_ref(), self.core.config.nodelay);
+        let added = Core::wrap_tls(stream, &role)
+            .and_then(|stream| self.core.add_stream(stream, peer, local, Phase::Open));
+        let key = match added {
+            Ok(key) => key,
+            Err(e) => {
+                error!(error = %e, "dropping an accepted TLS connection");
+                return;
+            }
+        };
+        self.core.begin_handshake(key, crate::tls::AfterHandshake::Server { listener });
+        self.read(key, read_buf);
+        self.settle();
     }
 }

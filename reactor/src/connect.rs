@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use slotmap::Key;
-use torsion_transports::{start_stream_connect, Address, ConnectProgress, TransportError};
+use torsion_transports::{start_stream_connect, Address, ConnectProgress, TlsRole, TransportError};
 use tracing::debug;
 
 use crate::core::{Conn, ConnId, Core, Internal, Phase, SourceKey, Task, TimerKind};
@@ -23,17 +23,18 @@ impl Core {
         factory: Box<dyn ClientFactory>,
         timeout: Duration,
     ) -> Result<ConnId, Error> {
-        self.connect_from(addr, None, factory, timeout)
+        self.connect_with(addr, None, factory, timeout, None)
     }
 
     /// [`connect`](Core::connect), from a local address when given (TCP only; Twisted's
-    /// `bindAddress`).
-    pub(crate) fn connect_from(
+    /// `bindAddress`), over TLS when `tls` is given.
+    pub(crate) fn connect_with(
         &mut self,
         addr: Address,
         local: Option<std::net::IpAddr>,
         factory: Box<dyn ClientFactory>,
         timeout: Duration,
+        tls: Option<TlsRole>,
     ) -> Result<ConnId, Error> {
         if self.stopping {
             return Err(Error::Stopping);
@@ -56,6 +57,10 @@ impl Core {
                 return Ok(ConnId(SourceKey::null()));
             }
             Err(e) => return Err(e.into()),
+        };
+        let stream = match &tls {
+            Some(role) => Core::wrap_tls(stream, role)?,
+            None => stream,
         };
         let deadline = self.clock.now() + timeout;
         let phase = Phase::Connecting { factory: Some(factory), timeout: TimerId::placeholder() };
@@ -127,6 +132,14 @@ impl World {
         self.core.cancel_timer(timeout);
         let Some(mut factory) = factory else { return };
         debug!(%peer, "connected");
+        if self.core.conn(key).and_then(|c| c.io.as_ref()).is_some_and(|io| io.socket().tls().is_some()) {
+            // TLS: the protocol is built once the handshake completed.
+            self.core.begin_handshake(key, crate::tls::AfterHandshake::Client { factory });
+            self.core.update_interest(key);
+            self.read(key, read_buf);
+            self.settle();
+            return;
+        }
         // A panic is logged and aborts the connection with `Panicked`.
         let built =
             self.invoke(Owner::Conn(key), "ClientFactory::build_protocol", |_| factory.build_protocol(peer));

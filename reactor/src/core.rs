@@ -62,6 +62,8 @@ pub(crate) struct Config {
     pub(crate) accept_backoff: Duration,
     pub(crate) nodelay: bool,
     pub(crate) shutdown_drain_max: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) tls_close_timeout: Duration,
 }
 
 /// A listening socket and its factory.
@@ -76,6 +78,8 @@ pub(crate) struct Listener {
     pub(crate) exhaustion_logged: bool,
     /// In the ready list for more accepts next turn.
     pub(crate) queued: bool,
+    /// TLS listeners: the server configuration each connection's handshake uses.
+    pub(crate) tls: Option<Arc<torsion_transports::rustls::ServerConfig>>,
 }
 
 /// Where a connection is in its life.
@@ -126,6 +130,8 @@ pub(crate) struct Conn {
     /// A clean close drains the peer's input until its FIN (false for a standard I/O pair,
     /// whose far end is our own copying thread: nothing in flight can be lost to a reset).
     pub(crate) linger: bool,
+    /// A TLS handshake in progress ([`crate::tls`]).
+    pub(crate) handshake: Option<Box<crate::tls::Handshake>>,
     pub(crate) span: tracing::Span,
 }
 
@@ -162,6 +168,8 @@ pub(crate) enum Internal {
     ConnectTimeout(SourceKey, Duration),
     AcceptRetry(SourceKey),
     LingerTimeout(SourceKey),
+    HandshakeTimeout(SourceKey, Duration),
+    TlsCloseTimeout(SourceKey),
     ShutdownDeadline,
 }
 
@@ -188,6 +196,8 @@ pub(crate) enum Task {
     /// Installs the protocol of a stream connection made open from a callback (standard I/O)
     /// and calls its `connection_made`.
     StreamStarted(SourceKey, Box<dyn crate::protocol::Protocol>),
+    /// `handshake_failed` on a TLS listener's factory.
+    HandshakeFailed(SourceKey, Address, DisconnectReason),
 }
 
 /// A callback run when a graceful stop begins, with the deadline after which connections are
@@ -371,6 +381,7 @@ impl Core {
                 timers: Vec::new(),
                 close_reason: None,
                 linger: true,
+                handshake: None,
                 span,
             }))
         });
@@ -431,6 +442,7 @@ impl Core {
             return;
         }
         let timers = std::mem::take(&mut conn.timers);
+        let handshake = conn.handshake.take();
         // A clean close (our FIN after a flush) lingers, whatever reason the protocol reports.
         let clean_close = reason.is_clean();
         let reason = match (reason, conn.close_reason.take()) {
@@ -455,6 +467,10 @@ impl Core {
         }
         self.connections -= 1;
         self.timers.cancel_all(&timers);
+        if let Some(handshake) = handshake {
+            self.timers.cancel(handshake.timer);
+            self.handshake_failed(key, handshake.then, &reason);
+        }
         if linger {
             let timer =
                 self.timers.schedule(linger_deadline, TimerKind::Internal(Internal::LingerTimeout(key)));

@@ -174,6 +174,9 @@ impl World {
                 // Input that arrived before the protocol did is waiting in the kernel.
                 self.core.requeue(key);
             }
+            Task::HandshakeFailed(listener, peer, reason) => {
+                self.deliver_handshake_failed(listener, peer, reason)
+            }
         }
     }
 

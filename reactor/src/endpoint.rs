@@ -114,13 +114,15 @@ impl LoopCtx<'_> {
                     Ok(ip) => {
                         let addr = Address::Inet(std::net::SocketAddr::new(ip, *port));
                         self.core
-                            .connect_from(addr, *bind_address, Box::new(factory), timeout)
+                            .connect_with(addr, *bind_address, Box::new(factory), timeout, None)
                             .map(Connecting::Conn)
                     }
                     Err(_) if bind_address.is_some() => {
                         Err(Error::Unsupported { what: "bindAddress with a host name" })
                     }
-                    Err(_) => Ok(Connecting::Host(self.connect_host_within(host, *port, factory, timeout))),
+                    Err(_) => {
+                        Ok(Connecting::Host(self.connect_host_with(host, *port, factory, timeout, None)))
+                    }
                 }
             }
             ClientEndpoint::Unix { addr, timeout } => {

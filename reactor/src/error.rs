@@ -66,6 +66,20 @@ pub enum Error {
         /// What was asked for.
         what: &'static str,
     },
+    /// A TLS connection failed its handshake (see [`TlsFailure`](torsion_transports::TlsFailure)).
+    #[error("TLS connection to {addr} failed: {source}")]
+    Tls {
+        /// The address connected to.
+        addr: Address,
+        /// What went wrong.
+        source: torsion_transports::TlsFailure,
+    },
+    /// A TLS session could not be started (rustls refused the configuration).
+    #[error("cannot start TLS: {0}")]
+    TlsSetup(torsion_transports::rustls::Error),
+    /// `start_tls` on a connection that already has TLS (or is not open).
+    #[error("start_tls: the connection already uses TLS or is not open")]
+    TlsAlreadyStarted,
     /// A producer is already registered on this transport.
     #[error("a producer is already registered on this transport")]
     ProducerAlreadyRegistered,

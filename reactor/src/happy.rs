@@ -92,6 +92,8 @@ struct State {
     errors: Vec<(SocketAddr, Error)>,
     timer: Option<TimerId>,
     timeout: Duration,
+    /// Each attempt's TLS role, if any.
+    tls: Option<torsion_transports::TlsRole>,
     delay: Duration,
     /// Someone won, it was cancelled, or everything failed.
     done: bool,
@@ -100,15 +102,15 @@ struct State {
 /// Starts the next attempt (if any) and re-arms the attempt-delay timer.
 fn start_next(state: &Rc<RefCell<State>>, cx: &mut LoopCtx<'_>) {
     loop {
-        let (addr, timeout) = {
+        let (addr, timeout, tls) = {
             let mut s = state.borrow_mut();
             if s.done || s.queue.is_empty() {
                 break;
             }
-            (s.queue.remove(0), s.timeout)
+            (s.queue.remove(0), s.timeout, s.tls.clone())
         };
         let attempt = Attempt { state: state.clone(), addr };
-        match cx.connect_with_timeout(Address::Inet(addr), attempt, timeout) {
+        match cx.core.connect_with(Address::Inet(addr), None, Box::new(attempt), timeout, tls) {
             Ok(id) => {
                 state.borrow_mut().attempts.push((addr, id));
                 break;
@@ -242,16 +244,18 @@ impl LoopCtx<'_> {
     /// then races the addresses as RFC 8305 says. See the [module docs](crate::happy).
     pub fn connect_host(&mut self, host: &str, port: u16, factory: impl ClientFactory) -> HostConnectId {
         let timeout = self.core.config.connect_timeout;
-        self.connect_host_within(host, port, factory, timeout)
+        self.connect_host_with(host, port, factory, timeout, None)
     }
 
-    /// [`connect_host`](LoopCtx::connect_host) with `timeout` for each attempt.
-    pub(crate) fn connect_host_within(
+    /// [`connect_host`](LoopCtx::connect_host) with `timeout` for each attempt, over TLS when
+    /// `tls` is given.
+    pub(crate) fn connect_host_with(
         &mut self,
         host: &str,
         port: u16,
         factory: impl ClientFactory,
         timeout: Duration,
+        tls: Option<torsion_transports::TlsRole>,
     ) -> HostConnectId {
         let state = Rc::new(RefCell::new(State {
             host: host.to_owned(),
@@ -261,6 +265,7 @@ impl LoopCtx<'_> {
             errors: Vec::new(),
             timer: None,
             timeout,
+            tls,
             delay: self.core.happy.attempt_delay,
             done: false,
         }));

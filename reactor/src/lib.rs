@@ -122,6 +122,7 @@ mod stream;
 pub mod testing;
 pub mod threads;
 mod timers;
+pub mod tls;
 mod transport;
 
 pub use accept::ListeningPort;
@@ -148,6 +149,11 @@ pub use reactor::{
 pub use reconnect::{Backoff, ClientService, Target};
 pub use threads::JobError;
 pub use timers::TimerId;
+pub use torsion_transports::{
+    client_config_webpki, client_config_with_ca, client_config_with_roots, rustls, server_config_from_pem,
+    tls_provider, TlsConfigError, TlsFailure, TlsRole, TlsStream, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_TLS_CLOSE_TIMEOUT,
+};
 pub use torsion_transports::{
     Address, AddressParseError, ClientEndpoint, EndpointParseError, InheritedKind, ListenOptions,
     PeerCredentials, RecvOutcome, SendOutcome, ServerEndpoint, SystemdDomain, TransportError, UdpOptions,

@@ -96,6 +96,25 @@
 //! [`DatagramProtocol`](crate::DatagramProtocol) callback is logged and the port keeps
 //! serving: there is no connection to abort (see [`crate::datagram`]).
 //!
+//! # TLS
+//! A TLS connection ([`Reactor::listen_tls`](crate::Reactor::listen_tls),
+//! [`Reactor::connect_tls`](crate::Reactor::connect_tls), [`Transport::start_tls`](crate::Transport::start_tls))
+//! keeps every rule above; TLS shows only through [`Transport::tls`](crate::Transport::tls) and
+//! these (details and tests: [`crate::tls`]):
+//! - `connection_made` runs after the handshake completed (the protocol is built then, too);
+//!   after `start_tls`, [`Protocol::handshake_completed`] runs instead. A failed handshake builds
+//!   no protocol: [`Factory::handshake_failed`] or `client_connection_failed` with
+//!   [`Error::Tls`], the rustls error inside, logged once. The handshake has a
+//!   deadline (10 s, settable).
+//! - Watermarks, `write`'s above-high answer and producers count the plaintext buffered plus
+//!   the ciphertext not yet sent.
+//! - The peer's `close_notify` is `eof_received`, as a FIN is for TCP (return `true` to keep
+//!   writing: TLS 1.3 half-close; TLS 1.2 peers usually close their side at once). A TCP EOF
+//!   without `close_notify` is `connection_lost(DisconnectReason::Tls(TlsFailure::Truncated))`.
+//! - `lose_connection` flushes, sends `close_notify`, then FIN, without waiting for the peer's
+//!   `close_notify`; if that has not finished within the close timeout (30 s, settable) the
+//!   connection is aborted with `TimedOut`. `abort_connection` sends no `close_notify`.
+//!
 //! # Datagrams
 //! UDP has its own contract, [`DatagramProtocol`](crate::DatagramProtocol) (`started`,
 //! `datagram_received`, `error_received`, `writable`, `timer_fired`, `stopped`), and no write
@@ -136,6 +155,10 @@ pub enum DisconnectReason {
     /// [`Transport::set_max_write_buffer`](crate::Transport::set_max_write_buffer); the
     /// connection was aborted.
     BufferOverflow,
+    /// TLS ended the connection: a failed handshake (typed rustls error, timeout, the peer
+    /// leaving mid-handshake), a TLS error later, or truncation (a TCP EOF without
+    /// `close_notify`, which is not a clean close).
+    Tls(torsion_transports::TlsFailure),
 }
 
 impl Clone for DisconnectReason {
@@ -152,6 +175,7 @@ impl Clone for DisconnectReason {
             DisconnectReason::LimitExceeded(m) => DisconnectReason::LimitExceeded(m.clone()),
             DisconnectReason::ProtocolError(m) => DisconnectReason::ProtocolError(m.clone()),
             DisconnectReason::BufferOverflow => DisconnectReason::BufferOverflow,
+            DisconnectReason::Tls(f) => DisconnectReason::Tls(f.clone()),
         }
     }
 }
@@ -164,6 +188,7 @@ impl PartialEq for DisconnectReason {
             (Panicked(a), Panicked(b))
             | (LimitExceeded(a), LimitExceeded(b))
             | (ProtocolError(a), ProtocolError(b)) => a == b,
+            (Tls(a), Tls(b)) => a == b,
             (Clean, Clean) | (Aborted, Aborted) | (TimedOut, TimedOut) | (BufferOverflow, BufferOverflow) => {
                 true
             }
@@ -185,6 +210,23 @@ impl DisconnectReason {
         matches!(self, DisconnectReason::Lost(_))
     }
 
+    /// The reason an I/O error from a connection's socket stands for: a TLS failure it carries
+    /// ([`DisconnectReason::Tls`]), else [`DisconnectReason::Lost`].
+    pub fn from_io(e: io::Error) -> DisconnectReason {
+        match torsion_transports::TlsFailure::from_io(&e) {
+            Some(failure) => DisconnectReason::Tls(failure.clone()),
+            None => DisconnectReason::Lost(e),
+        }
+    }
+
+    /// The TLS failure, for [`DisconnectReason::Tls`].
+    pub fn tls_failure(&self) -> Option<&torsion_transports::TlsFailure> {
+        match self {
+            DisconnectReason::Tls(f) => Some(f),
+            _ => None,
+        }
+    }
+
     /// True for [`DisconnectReason::Clean`].
     pub fn is_clean(&self) -> bool {
         matches!(self, DisconnectReason::Clean)
@@ -202,6 +244,7 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::LimitExceeded(what) => write!(f, "limit exceeded: {what}"),
             DisconnectReason::ProtocolError(what) => write!(f, "protocol error: {what}"),
             DisconnectReason::BufferOverflow => f.write_str("write buffer exceeded its hard cap"),
+            DisconnectReason::Tls(failure) => write!(f, "{failure}"),
         }
     }
 }
@@ -243,6 +286,14 @@ pub trait Protocol: 'static {
     /// The transport's write buffer drained to its low watermark. Default: resume reading.
     fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
         cx.transport().resume_reading();
+    }
+
+    /// A TLS handshake begun by [`Transport::start_tls`](crate::Transport::start_tls) on this
+    /// live connection completed; the TLS accessors (`cx.transport().tls()`) now answer. (A
+    /// connection made by `listen_tls` / `connect_tls` gets `connection_made` after its
+    /// handshake instead, and never this.) Default: nothing.
+    fn handshake_completed(&mut self, cx: &mut Ctx<'_>) {
+        let _ = cx;
     }
 }
 
@@ -316,6 +367,11 @@ pub trait Wrapper: 'static {
     fn on_resume_producing(&mut self, cx: &mut Ctx<'_>) {
         self.inner().resume_producing(cx);
     }
+
+    /// [`Protocol::handshake_completed`]; default: forward.
+    fn on_handshake_completed(&mut self, cx: &mut Ctx<'_>) {
+        self.inner().handshake_completed(cx);
+    }
 }
 
 impl<W: Wrapper> Protocol for W {
@@ -333,6 +389,9 @@ impl<W: Wrapper> Protocol for W {
     }
     fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
         self.on_timer_fired(cx, timer);
+    }
+    fn handshake_completed(&mut self, cx: &mut Ctx<'_>) {
+        self.on_handshake_completed(cx);
     }
     fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
         self.on_pause_producing(cx);
@@ -484,6 +543,14 @@ pub trait Factory: 'static {
     /// Builds the protocol for a connection from `peer`; `None` refuses it (the socket is
     /// closed at once).
     fn build_protocol(&mut self, peer: Address) -> Option<Box<dyn Protocol>>;
+
+    /// A TLS listener's connection failed its handshake (bad certificate, no shared cipher or
+    /// ALPN protocol, not TLS at all, the deadline, the peer leaving): no protocol was built
+    /// for it, since `build_protocol` runs only after a successful handshake. The failure was
+    /// already logged once at `info`. Default: nothing.
+    fn handshake_failed(&mut self, peer: Address, reason: &DisconnectReason) {
+        let _ = (peer, reason);
+    }
 }
 
 impl<F, P> Factory for F

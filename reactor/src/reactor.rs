@@ -86,6 +86,8 @@ impl Reactor {
             accept_backoff: DEFAULT_ACCEPT_BACKOFF,
             nodelay: true,
             shutdown_drain_max: DEFAULT_SHUTDOWN_DRAIN,
+            handshake_timeout: torsion_transports::DEFAULT_HANDSHAKE_TIMEOUT,
+            tls_close_timeout: torsion_transports::DEFAULT_TLS_CLOSE_TIMEOUT,
         };
         let core = Core::new(registry, Box::new(clock), Arc::new(Shared::new(waker)), config);
         Ok(Reactor {
@@ -614,6 +616,8 @@ impl Reactor {
                         }
                     }
                     Internal::LingerTimeout(key) => world.core.remove_source(key),
+                    Internal::HandshakeTimeout(key, timeout) => world.handshake_timed_out(key, timeout),
+                    Internal::TlsCloseTimeout(key) => world.tls_close_timed_out(key),
                     Internal::ShutdownDeadline => world.shutdown_deadline(),
                 },
                 Some(TimerKind::Looping { .. }) | None => {}

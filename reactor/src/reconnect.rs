@@ -46,7 +46,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::Duration;
 
-use torsion_transports::Address;
+use torsion_transports::{rustls, Address};
 
 use crate::core::ConnId;
 use crate::ctx::{Ctx, LoopCtx};
@@ -135,6 +135,8 @@ struct State {
     failures: u32,
     on_connected: Option<ConnectedHook>,
     on_failure: Option<FailureHook>,
+    /// Connect over TLS with this role (a client config and the name to verify).
+    tls: Option<torsion_transports::TlsRole>,
     rng: u64,
 }
 
@@ -170,6 +172,7 @@ impl ClientService {
                 failures: 0,
                 on_connected: None,
                 on_failure: None,
+                tls: None,
                 rng: seed,
             })),
         }
@@ -178,6 +181,17 @@ impl ClientService {
     /// Sets the retry delays.
     pub fn with_backoff(self, backoff: Backoff) -> Self {
         self.state.borrow_mut().backoff = backoff;
+        self
+    }
+
+    /// Connects over TLS, verifying the server as `server_name` (every attempt, whatever the
+    /// target).
+    pub fn with_tls(
+        self,
+        server_name: rustls::pki_types::ServerName<'static>,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Self {
+        self.state.borrow_mut().tls = Some(torsion_transports::TlsRole::Client(config, server_name));
         self
     }
 
@@ -267,16 +281,24 @@ impl ClientService {
     /// Makes one connection attempt.
     fn attempt(&self, cx: &mut LoopCtx<'_>) {
         let factory = ServiceFactory { service: self.clone() };
-        let target = self.state.borrow().target.clone();
+        let (target, tls) = {
+            let state = self.state.borrow();
+            (state.target.clone(), state.tls.clone())
+        };
+        let timeout = cx.core.config.connect_timeout;
         let attempt = match target {
-            Target::Address(address) => match cx.connect(address, factory) {
-                Ok(id) => Attempt::Conn(id),
-                Err(e) => {
-                    self.state.borrow_mut().phase = Phase::Idle;
-                    return self.failed(cx, e);
+            Target::Address(address) => {
+                match cx.core.connect_with(address, None, Box::new(factory), timeout, tls) {
+                    Ok(id) => Attempt::Conn(id),
+                    Err(e) => {
+                        self.state.borrow_mut().phase = Phase::Idle;
+                        return self.failed(cx, e);
+                    }
                 }
-            },
-            Target::Host(host, port) => Attempt::Host(cx.connect_host(&host, port, factory)),
+            }
+            Target::Host(host, port) => {
+                Attempt::Host(cx.connect_host_with(&host, port, factory, timeout, tls))
+            }
         };
         // Outcomes are reported after this callback, so this is still the attempt's phase.
         self.state.borrow_mut().phase = Phase::Connecting(attempt);

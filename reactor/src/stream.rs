@@ -1,7 +1,7 @@
 //! A connection's I/O events: flush on writability, read until a short read (edge-triggered
 //! readiness), the peer's half-close, and draining a lingering socket.
 
-use torsion_transports::{Linger, ReadOutcome};
+use torsion_transports::{Linger, ReadOutcome, TlsFailure};
 use tracing::{debug, trace};
 
 use crate::core::{Phase, SourceKey, LINGER_MAX_BYTES};
@@ -45,10 +45,56 @@ impl World {
                 return;
             }
             reads += 1;
-            match io.read(read_buf) {
+            let handshaking = conn.handshake.is_some();
+            let Some(io) = conn.io.as_mut() else { return };
+            let outcome = io.read(read_buf);
+            let short = match outcome {
+                ReadOutcome::Data(n) => n < read_buf.len() && io.short_read_drained(),
+                ReadOutcome::WouldBlock | ReadOutcome::Eof => {
+                    io.note_drained();
+                    true
+                }
+                ReadOutcome::Error(_) => true,
+            };
+            // TLS may have something to say (handshake messages, alerts, key updates).
+            // (Plain sockets hold nothing back: their flushes keep to the turn's schedule.)
+            let flush = io.socket().pending_output() > 0 && io.needs_flush();
+            let done = handshaking
+                && !matches!(outcome, ReadOutcome::Error(_))
+                && !io.socket().tls().is_some_and(|tls| tls.is_handshaking());
+            if flush {
+                self.core.mark_dirty(key);
+            }
+            if done {
+                self.handshake_done(key);
+                if let ReadOutcome::Data(n) = outcome {
+                    // `connection_made` may have paused reading (or closed): then the data read
+                    // with the handshake's last flight waits in the TLS layer.
+                    let deliver = self.protocols.contains_key(key)
+                        && self
+                            .core
+                            .open_conn_ref(key)
+                            .and_then(|c| c.io.as_ref())
+                            .is_some_and(|io| io.wants_read());
+                    if !deliver {
+                        if let Some(io) = self.core.open_conn(key).and_then(|c| c.io.as_mut()) {
+                            if let Some(tls) = io.socket_mut().tls_mut() {
+                                tls.unread(&read_buf[..n]);
+                            }
+                            io.set_readable(false);
+                        }
+                        return;
+                    }
+                }
+            } else if handshaking && matches!(outcome, ReadOutcome::Eof) {
+                let reason = DisconnectReason::Tls(TlsFailure::ClosedDuringHandshake);
+                self.core.finish(key, reason);
+                self.settle();
+                return;
+            }
+            match outcome {
                 ReadOutcome::Data(n) => {
                     trace!(bytes = n, "read");
-                    let short = n < read_buf.len() && io.short_read_drained();
                     let data = &read_buf[..n];
                     self.call_protocol(key, "data_received", |p, cx| p.data_received(cx, data));
                     if short {
@@ -57,17 +103,18 @@ impl World {
                     }
                 }
                 ReadOutcome::WouldBlock => {
-                    io.note_drained();
+                    if done || flush {
+                        self.settle();
+                    }
                     return;
                 }
                 ReadOutcome::Eof => {
-                    io.note_drained();
                     self.eof(key);
                     return;
                 }
                 ReadOutcome::Error(e) => {
                     debug!(error = %e, "read failed");
-                    self.core.finish(key, DisconnectReason::Lost(e));
+                    self.core.finish(key, DisconnectReason::from_io(e));
                     self.settle();
                     return;
                 }

@@ -17,8 +17,8 @@ use crate::Error;
 /// [`LoopCtx`](crate::LoopCtx). Every method is a no-op (or returns `None`/0) once the
 /// connection is gone.
 pub struct Transport<'a> {
-    core: &'a mut Core,
-    key: SourceKey,
+    pub(crate) core: &'a mut Core,
+    pub(crate) key: SourceKey,
 }
 
 impl fmt::Debug for Transport<'_> {
@@ -41,7 +41,7 @@ impl<'a> Transport<'a> {
         self.core.open_conn(self.key)?.io.as_mut()
     }
 
-    fn io_ref(&self) -> Option<&Connection<BoxedStream>> {
+    pub(crate) fn io_ref(&self) -> Option<&Connection<BoxedStream>> {
         self.core.open_conn_ref(self.key)?.io.as_ref()
     }
 
@@ -100,6 +100,7 @@ impl<'a> Transport<'a> {
         if let Some(io) = self.io() {
             if io.lose_connection() {
                 self.core.mark_dirty(self.key);
+                self.core.arm_tls_close_timeout(self.key);
             }
         }
     }
@@ -213,9 +214,10 @@ impl<'a> Transport<'a> {
         self.io_ref().is_some_and(|io| io.buffer().above_high())
     }
 
-    /// Bytes waiting in the user-space write buffer.
+    /// Bytes waiting to be sent: the user-space write buffer, plus (TLS) ciphertext not yet on
+    /// the wire.
     pub fn write_buffer_len(&self) -> usize {
-        self.io_ref().map_or(0, |io| io.buffer().len())
+        self.io_ref().map_or(0, |io| io.pending_len())
     }
 
     /// Bytes this transport has accepted for sending so far (every `write`, `write_bytes` and

@@ -29,6 +29,7 @@ mod kinds;
 mod load;
 mod reactor_thread;
 mod recording;
+pub mod tls;
 mod wait;
 
 pub use clients::*;

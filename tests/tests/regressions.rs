@@ -11,6 +11,11 @@
 //!   buffer below the high mark was never called, so it never wrote a byte.
 //! - `a_client_whose_connect_fails_*`: a client whose only connection failed hung in `run()`
 //!   forever, printing nothing without a tracing subscriber.
+//! - `tls_data_with_the_clients_finished_waits_while_connection_made_pauses_reading`: the
+//!   plaintext that arrived in the same read as the client's Finished was delivered right after
+//!   `connection_made` even though it had paused reading (the proxy forwarded it to a backend
+//!   not yet connected, and lost it). A FIN that came with a partial TLS record was missed until
+//!   the handshake deadline: `tls_bad_input.rs`'s truncated ClientHello case.
 
 use std::cell::RefCell;
 use std::io::Read;
@@ -541,4 +546,75 @@ fn before_shutdown_writes_reach_every_connection_before_the_close() {
         assert_eq!(h.take_written(id), b"* Server shutting down\n");
         assert!(h.fin_sent(id), "closed after the goodbye");
     }
+}
+
+/// The client's Finished and its first data in one TCP write, to a server whose
+/// `connection_made` pauses reading and resumes it from a timer: the data is delivered after the
+/// resume, not lost and not early.
+#[test]
+fn tls_data_with_the_clients_finished_waits_while_connection_made_pauses_reading() {
+    use std::io::Write;
+    use std::sync::mpsc;
+    use torsion_reactor::rustls::ClientConnection;
+    use torsion_tests::tls::{localhost_name, tls_server, Pki};
+
+    struct PausedAtFirst {
+        tx: mpsc::Sender<String>,
+    }
+    impl Protocol for PausedAtFirst {
+        fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+            cx.transport().pause_reading();
+            cx.set_timer(Duration::from_millis(50));
+            let _ = self.tx.send("made, paused".into());
+        }
+        fn timer_fired(&mut self, cx: &mut Ctx<'_>, _timer: torsion_reactor::TimerId) {
+            let _ = self.tx.send("resumed".into());
+            cx.transport().resume_reading();
+        }
+        fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+            let _ = self.tx.send(format!("data {}", String::from_utf8_lossy(data)));
+            cx.transport().write(data);
+        }
+    }
+    let pki = Pki::new();
+    let (tx, rx) = mpsc::channel();
+    let (_server, addr) =
+        tls_server(pki.server_config(), |_| {}, move || move |_| Some(PausedAtFirst { tx: tx.clone() }));
+    let torsion_reactor::Address::Inet(inet) = addr else { unreachable!() };
+    let mut tcp = std::net::TcpStream::connect(inet).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let mut conn = ClientConnection::new(pki.client_config(), localhost_name()).unwrap();
+    // Handshake by hand, holding back our last flight (Finished) ...
+    while conn.is_handshaking() {
+        while conn.wants_write() {
+            conn.write_tls(&mut tcp).unwrap();
+        }
+        if !conn.is_handshaking() {
+            break;
+        }
+        conn.read_tls(&mut tcp).unwrap();
+        conn.process_new_packets().unwrap();
+        if !conn.is_handshaking() {
+            break;
+        }
+    }
+    // ... so that it leaves in one write with the first data.
+    conn.writer().write_all(b"early").unwrap();
+    let mut flight = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut flight).unwrap();
+    }
+    tcp.write_all(&flight).unwrap();
+    let events: Vec<String> = (0..3).map(|_| torsion_tests::recv(&rx, "the server's events")).collect();
+    assert_eq!(events, ["made, paused", "resumed", "data early"]);
+    let mut echoed = Vec::new();
+    let mut plain = [0u8; 5];
+    while echoed.len() < 5 {
+        conn.read_tls(&mut tcp).unwrap();
+        conn.process_new_packets().unwrap();
+        if let Ok(n) = std::io::Read::read(&mut conn.reader(), &mut plain) {
+            echoed.extend_from_slice(&plain[..n]);
+        }
+    }
+    assert_eq!(echoed, b"early");
 }

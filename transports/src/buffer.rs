@@ -60,6 +60,9 @@ pub struct WriteBuffer {
     low: usize,
     /// Number of `write_vectored` calls made so far (for tests and statistics).
     write_calls: u64,
+    /// Bytes the socket layer below holds for sending (TLS ciphertext not yet on the wire),
+    /// counted against the watermarks with the buffer's own.
+    below: usize,
 }
 
 impl Default for WriteBuffer {
@@ -79,6 +82,7 @@ impl WriteBuffer {
             high: DEFAULT_HIGH_WATERMARK,
             low: DEFAULT_LOW_WATERMARK,
             write_calls: 0,
+            below: 0,
         }
     }
 
@@ -107,14 +111,22 @@ impl WriteBuffer {
         Ok(())
     }
 
-    /// True when the buffer holds strictly more than the high watermark.
+    /// True when the buffer (with what the socket layer below holds) is strictly more than
+    /// the high watermark.
     pub fn above_high(&self) -> bool {
-        self.len > self.high
+        self.len + self.below > self.high
     }
 
-    /// True when the buffer holds at most the low watermark.
+    /// True when the buffer (with what the socket layer below holds) is at most the low
+    /// watermark.
     pub fn at_or_below_low(&self) -> bool {
-        self.len <= self.low
+        self.len + self.below <= self.low
+    }
+
+    /// Records how many bytes the socket layer below holds for sending (TLS ciphertext not
+    /// yet on the wire; always 0 for plain sockets), so the watermarks count them too.
+    pub fn set_below(&mut self, bytes: usize) {
+        self.below = bytes;
     }
 
     /// Number of `write_vectored` calls this buffer has made.
@@ -152,6 +164,17 @@ impl WriteBuffer {
         self.len += data.len();
         self.chunks.push_back(data);
         self.above_high()
+    }
+
+    /// Removes and returns every unsent byte, in order (the watermarks are kept).
+    pub fn take_all(&mut self) -> Vec<u8> {
+        self.seal_tail();
+        let mut out = Vec::with_capacity(self.len);
+        for chunk in self.chunks.drain(..) {
+            out.extend_from_slice(&chunk);
+        }
+        self.clear();
+        out
     }
 
     /// Drops everything buffered.

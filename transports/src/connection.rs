@@ -16,6 +16,19 @@ pub trait Socket: io::Read + io::Write {
     fn shutdown_write(&mut self) -> io::Result<()>;
     /// Makes the coming close abortive (SO_LINGER 0: RST instead of FIN).
     fn set_abortive_close(&mut self) -> io::Result<()>;
+
+    /// Bytes the socket layer itself holds for sending (TLS: ciphertext and a pre-TLS prefix
+    /// not yet on the wire); `io::Write::flush` sends them. Zero for plain sockets.
+    fn pending_output(&self) -> usize {
+        0
+    }
+
+    /// True when the last read returned less than the buffer although the socket may still
+    /// hold data (TLS: the ciphertext filled the buffer, the plaintext did not), so the
+    /// short-read rule must not take it for a drained socket.
+    fn may_have_more_input(&self) -> bool {
+        false
+    }
 }
 
 /// The result of one read attempt.
@@ -111,7 +124,7 @@ impl<S: Socket> Connection<S> {
     /// raises a new edge, so stop reading now and save the `WouldBlock` read). Not after the
     /// poller reported a hang-up: then no further edge will come, so read on to the end.
     pub fn short_read_drained(&mut self) -> bool {
-        if self.hup {
+        if self.hup || self.socket.may_have_more_input() {
             return false;
         }
         self.read_ready = false;
@@ -157,6 +170,22 @@ impl<S: Socket> Connection<S> {
     /// Consumes the transport, returning its socket.
     pub fn into_socket(self) -> S {
         self.socket
+    }
+
+    /// Replaces the socket with what `wrap` makes of it and the bytes still buffered (TLS over
+    /// an existing connection: the buffered plaintext goes out ahead of the handshake). The
+    /// buffer is handed over empty; everything else (close state, counters) is kept.
+    pub fn wrap_socket<E>(self, wrap: impl FnOnce(S, Vec<u8>) -> Result<S, E>) -> Result<Self, E> {
+        let mut conn = self;
+        let buffered = conn.buffer.take_all();
+        let socket = wrap(conn.socket, buffered)?;
+        Ok(Connection { socket, ..conn })
+    }
+
+    /// Bytes waiting to be sent: the write buffer plus what the socket layer holds (TLS
+    /// ciphertext not yet on the wire).
+    pub fn pending_len(&self) -> usize {
+        self.buffer.len() + self.socket.pending_output()
     }
 
     /// The write buffer.
@@ -220,6 +249,8 @@ impl<S: Socket> Connection<S> {
                     }
                 }
             }
+            // TLS: the ciphertext of what was just taken may still wait below.
+            self.buffer.set_below(self.socket.pending_output());
         }
         self.buffer.push_slice(data)
     }
@@ -361,6 +392,7 @@ impl<S: Socket> Connection<S> {
         !self.aborted
             && !self.write_blocked
             && (!self.buffer.is_empty()
+                || self.socket.pending_output() > 0
                 || ((self.closing || self.eof_requested) && !self.write_closed && !self.hold_fin))
     }
 
@@ -383,7 +415,9 @@ impl<S: Socket> Connection<S> {
         if let Some(e) = self.write_error.take() {
             return Err(e);
         }
-        match self.buffer.flush_to(&mut self.socket, max_calls)? {
+        let status = self.buffer.flush_to(&mut self.socket, max_calls)?;
+        self.buffer.set_below(self.socket.pending_output());
+        match status {
             FlushStatus::WouldBlock => {
                 self.write_blocked = true;
                 return Ok(FlushStatus::WouldBlock);
@@ -391,13 +425,32 @@ impl<S: Socket> Connection<S> {
             FlushStatus::BudgetExhausted => return Ok(FlushStatus::BudgetExhausted),
             FlushStatus::Drained => {}
         }
-        if (self.closing || self.eof_requested) && !self.write_closed && !self.hold_fin {
-            self.write_closed = true;
-            match self.socket.shutdown_write() {
+        if self.socket.pending_output() > 0 {
+            let flushed = self.socket.flush();
+            self.buffer.set_below(self.socket.pending_output());
+            match flushed {
                 Ok(()) => {}
-                // The peer is already gone; the close goes on regardless.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return Ok(FlushStatus::WouldBlock);
+                }
                 Err(e) => return Err(e),
+            }
+        }
+        if (self.closing || self.eof_requested) && !self.write_closed && !self.hold_fin {
+            match self.socket.shutdown_write() {
+                Ok(()) => self.write_closed = true,
+                // TLS: the close_notify is queued but the socket is full; finish on writable.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return Ok(FlushStatus::WouldBlock);
+                }
+                // The peer is already gone; the close goes on regardless.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => self.write_closed = true,
+                Err(e) => {
+                    self.write_closed = true;
+                    return Err(e);
+                }
             }
         }
         Ok(FlushStatus::Drained)

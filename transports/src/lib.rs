@@ -14,6 +14,7 @@
 //! | [`connection`] | the per-connection state machine: reading, pausing, half-close, clean, abortive and lingering close |
 //! | [`buffer`] | the [`WriteBuffer`] with watermarks, coalescing, and the direct write of large chunks |
 //! | [`producer`] | the producer/consumer contract as pure transitions ([`ProducerState`]) |
+//! | [`tls`], [`tls_config`] | TLS as a byte layer between socket and buffer ([`TlsStream`], rustls sans-IO) and configuration helpers |
 //! | [`udp`] | UDP sockets: binding, receiving with oversized datagrams dropped, typed send outcomes, connected mode, multicast and broadcast (no write buffer: see its docs) |
 //! | [`memory`] | a memory socket for the test harness, driven like a real one |
 //!
@@ -43,6 +44,8 @@ pub mod socket;
 pub mod stdio;
 pub mod systemd;
 pub mod tcp;
+pub mod tls;
+pub mod tls_config;
 pub mod udp;
 pub mod unix;
 
@@ -61,9 +64,18 @@ pub use handoff::{handoff_queue, HandedOff, HandoffError, HandoffReceiver, Hando
 pub use listener::{AcceptOutcome, ListenerSocket, ReserveFd, RESERVE_DRAIN_MAX};
 pub use memory::MemorySocket;
 pub use producer::{ProducerCall, ProducerState};
+/// rustls, re-exported so users build configurations with the same version torsion uses.
+pub use rustls;
 pub use socket::{BoxedStream, ConnectProgress, PeerCredentials, StreamSocket};
 pub use systemd::{inherited_count, inherited_listener, InheritedKind};
 pub use tcp::{bind_listener, connect_progress, start_connect, ListenOptions, DEFAULT_BACKLOG};
+pub use tls::{
+    TlsFailure, TlsRole, TlsStream, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_TLS_CLOSE_TIMEOUT, TLS_WRITE_BATCH,
+};
+pub use tls_config::{
+    client_config_webpki, client_config_with_ca, client_config_with_roots, load_certs, load_private_key,
+    server_config_from_pem, tls_provider, TlsConfigError,
+};
 pub use udp::{bind_udp, RecvOutcome, SendOutcome, UdpOptions, UdpSocket, DEFAULT_MAX_DATAGRAM};
 pub use unix::{
     bind_unix_listener, connect_unix, peer_credentials, unix_connect_progress, UnixListenOptions,

@@ -80,6 +80,16 @@ pub trait StreamSocket: Socket + mio::event::Source + fmt::Debug + Any {
         None
     }
 
+    /// The TLS layer, when this socket is one ([`crate::tls::TlsStream`]).
+    fn tls(&self) -> Option<&crate::tls::TlsStream> {
+        None
+    }
+
+    /// The TLS layer, mutably.
+    fn tls_mut(&mut self) -> Option<&mut crate::tls::TlsStream> {
+        None
+    }
+
     /// The socket as `Any`, for tests that reach the concrete type (the harness's memory
     /// socket).
     fn as_any_mut(&mut self) -> &mut dyn Any;
@@ -95,6 +105,14 @@ impl<S: Socket + ?Sized> Socket for Box<S> {
 
     fn set_abortive_close(&mut self) -> io::Result<()> {
         (**self).set_abortive_close()
+    }
+
+    fn pending_output(&self) -> usize {
+        (**self).pending_output()
+    }
+
+    fn may_have_more_input(&self) -> bool {
+        (**self).may_have_more_input()
     }
 }
 

@@ -38,8 +38,8 @@ use clap::builder::TypedValueParser as _;
 use clap::Parser;
 use torsion_examples::chat::{self, ChatConfig, ChatServer, DEFAULT_MAX_CLIENTS};
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
-    EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, exit_with, init_logging, parse_endpoint, run_failure, startup_failure, EXIT_FAILURE,
+    EXIT_USAGE,
 };
 use torsion_reactor::{Address, Reactor, UnixAddr};
 use tracing::info;
@@ -54,6 +54,8 @@ struct Args {
     /// abstract socket). Port 0 picks a free port; the first line of stdout tells which.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     listen: String,
+    #[command(flatten)]
+    tls: torsion_examples::tls_cli::TlsServerArgs,
     /// The most clients connected at once; one more reads `Server full` and is closed.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS,
           value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
@@ -96,7 +98,7 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
     // The factory owns the room; every protocol it builds shares it.
     let server = ChatServer::new(config);
     let room = server.room();
-    let port = reactor.listen(&addr, server).map_err(|e| (EXIT_USAGE, listen_error(&addr, &e)))?;
+    let port = torsion_examples::tls_cli::listen_maybe_tls(&mut reactor, &addr, args.tls.config()?, server)?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
     // On SIGINT/SIGTERM, before any connection is closed: tell everyone why.
     let announcer = room.clone();

@@ -29,6 +29,7 @@
 //! echo-client --connect 127.0.0.1:8000 --message hi --count 3 # "hi" three times, then exit
 //! echo-client --connect unix:/tmp/echo.sock --message hi      # over a Unix socket
 //! echo-client --connect 127.0.0.1:8000 --reconnect            # survives server restarts
+//! echo-client --connect localhost:8443 --tls --ca ca.pem      # over TLS
 //! ```
 
 use std::cell::RefCell;
@@ -62,6 +63,15 @@ struct Args {
     /// abstract socket).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     connect: String,
+    /// Connect over TLS, verifying the server against --ca (default: the public web roots).
+    #[arg(long)]
+    tls: bool,
+    /// PEM file of the CA certificates to trust (with --tls).
+    #[arg(long, value_name = "PEM", requires = "tls")]
+    ca: Option<std::path::PathBuf>,
+    /// The name to verify the server's certificate as (default: the host in --connect).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    server_name: Option<String>,
     /// Send TEXT, followed by a newline, instead of reading stdin.
     #[arg(long, value_name = "TEXT")]
     message: Option<String>,
@@ -422,16 +432,30 @@ fn run(args: &Args) -> Result<(), (i32, String)> {
         outcome: outcome.clone(),
         link: link.clone(),
     };
+    let tls = if args.tls {
+        let config = torsion_examples::tls_cli::client_config(args.ca.as_ref())?;
+        let name = torsion_examples::tls_cli::server_name(args.server_name.as_deref(), &args.connect)?;
+        Some((name, config))
+    } else {
+        None
+    };
     if args.reconnect {
         // The service owns the retries; the factory's failure hook is not used then.
         let target = addr.clone();
-        ClientService::new(addr.clone(), factory)
+        let mut service = ClientService::new(addr.clone(), factory)
             .on_failure(move |_cx, e| warn!("{}; retrying", connect_error(&target, e)))
-            .on_connected(|_cx, id| info!(?id, "connected"))
-            .start(&mut reactor);
+            .on_connected(|_cx, id| info!(?id, "connected"));
+        if let Some((name, config)) = tls {
+            service = service.with_tls(name, config);
+        }
+        service.start(&mut reactor);
     } else {
         // TCP or Unix: `connect` takes either kind of address.
-        reactor.connect(addr.clone(), factory).map_err(|e| (EXIT_FAILURE, connect_error(&addr, &e)))?;
+        let started = match tls {
+            Some((name, config)) => reactor.connect_tls(addr.clone(), name, config, factory),
+            None => reactor.connect(addr.clone(), factory),
+        };
+        started.map_err(|e| (EXIT_FAILURE, connect_error(&addr, &e)))?;
     }
     // SIGINT/SIGTERM stop the reactor gracefully (the connection is flushed and closed); the
     // flag tells an interrupted run, which exits 0, from a server that hung up early.

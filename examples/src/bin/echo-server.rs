@@ -25,6 +25,7 @@
 //! cargo run -p torsion-examples --bin echo-server -- --listen 127.0.0.1:0
 //! cargo run -p torsion-examples --bin echo-server -- --listen 127.0.0.1:0 --threads 0   # every core
 //! cargo run -p torsion-examples --bin echo-server -- --listen unix:/tmp/echo.sock   # nc -U /tmp/echo.sock
+//! cargo run -p torsion-examples --bin echo-server -- --listen 127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem
 //! RUST_LOG=debug cargo run -p torsion-examples --bin echo-server   # log every connection
 //! ```
 
@@ -33,8 +34,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use torsion_examples::pool_cli::serve_on_pool;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
-    EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, exit_with, init_logging, parse_endpoint, run_failure, startup_failure, EXIT_FAILURE,
+    EXIT_USAGE,
 };
 use torsion_protocols::Echo;
 use torsion_reactor::{Address, Reactor};
@@ -55,6 +56,8 @@ struct Args {
     /// thread); 0 runs one per core.
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
+    #[command(flatten)]
+    tls: torsion_examples::tls_cli::TlsServerArgs,
 }
 
 fn main() -> ExitCode {
@@ -83,7 +86,7 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
         Some(Echo)
     };
     // TCP or Unix: the same factory, the same protocol.
-    let port = reactor.listen(&addr, factory).map_err(|e| (EXIT_USAGE, listen_error(&addr, &e)))?;
+    let port = torsion_examples::tls_cli::listen_maybe_tls(&mut reactor, &addr, args.tls.config()?, factory)?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 
     let local = port.local_addr().clone();

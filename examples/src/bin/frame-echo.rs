@@ -45,8 +45,8 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use torsion_examples::pool_cli::serve_on_pool;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
-    EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, exit_with, init_logging, parse_endpoint, run_failure, startup_failure, EXIT_FAILURE,
+    EXIT_USAGE,
 };
 use torsion_protocols::framing::{
     IntNStringReceiver, LengthPrefix, LineCtx, LineEndings, LineHandler, LineReceiver, NetstringReceiver,
@@ -64,6 +64,8 @@ struct Args {
     /// abstract socket). Port 0 picks a free port; the first line of stdout tells which.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     listen: String,
+    #[command(flatten)]
+    tls: torsion_examples::tls_cli::TlsServerArgs,
 
     /// How frames are delimited on the wire.
     #[arg(long, value_enum)]
@@ -256,7 +258,7 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
         debug!(%peer, "accepted a connection");
         Some(build(settings))
     };
-    let port = reactor.listen(&addr, factory).map_err(|e| (EXIT_USAGE, listen_error(&addr, &e)))?;
+    let port = torsion_examples::tls_cli::listen_maybe_tls(&mut reactor, &addr, args.tls.config()?, factory)?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 
     let local = port.local_addr().clone();

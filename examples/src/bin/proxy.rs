@@ -35,9 +35,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use torsion_examples::proxy::Proxy;
+use torsion_examples::tls_cli;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
-    EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, exit_with, init_logging, parse_endpoint, run_failure, startup_failure, EXIT_FAILURE,
+    EXIT_USAGE,
 };
 use torsion_reactor::Reactor;
 use tracing::info;
@@ -51,10 +52,21 @@ struct Args {
     /// abstract socket). Port 0 picks a free port; the first line of stdout tells which.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8001")]
     listen: String,
+    #[command(flatten)]
+    tls: tls_cli::TlsServerArgs,
     /// Address to forward each connection to: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or
     /// `unix:@NAME`.
     #[arg(long, value_name = "ADDR")]
     target: String,
+    /// Connect to the target over TLS (verified against --target-ca, else the public web roots).
+    #[arg(long)]
+    target_tls: bool,
+    /// PEM file of the CA certificates to trust for the target (with --target-tls).
+    #[arg(long, value_name = "PEM", requires = "target_tls")]
+    target_ca: Option<std::path::PathBuf>,
+    /// The name to verify the target's certificate as (default: the host in --target).
+    #[arg(long, value_name = "NAME", requires = "target_tls")]
+    target_server_name: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -69,9 +81,13 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
     let target = parse_endpoint(&args.target).map_err(|message| (EXIT_USAGE, message))?;
 
     let mut reactor = Reactor::new().map_err(startup_failure)?;
-    let port = reactor
-        .listen(&listen, Proxy::new(target.clone()))
-        .map_err(|e| (EXIT_USAGE, listen_error(&listen, &e)))?;
+    let mut proxy = Proxy::new(target.clone());
+    if args.target_tls {
+        let config = tls_cli::client_config(args.target_ca.as_ref())?;
+        let name = tls_cli::server_name(args.target_server_name.as_deref(), &args.target)?;
+        proxy = proxy.with_target_tls(config, name);
+    }
+    let port = tls_cli::listen_maybe_tls(&mut reactor, &listen, args.tls.config()?, proxy)?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 
     let local = port.local_addr().clone();

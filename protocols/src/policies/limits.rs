@@ -227,6 +227,9 @@ impl<F: Factory> Factory for LimitConnectionsFactory<F> {
         let slot = Slot { counts: self.counts.clone(), ip };
         Some(Box::new(Limited { inner, _slot: slot }))
     }
+    fn handshake_failed(&mut self, peer: Address, reason: &torsion_reactor::DisconnectReason) {
+        self.inner.handshake_failed(peer, reason);
+    }
 }
 
 /// One counted connection; releases its count when dropped.

@@ -330,6 +330,9 @@ impl<F: Factory> Factory for ThrottlingFactory<F> {
         let inner = self.inner.build_protocol(peer)?;
         Some(self.wrap(inner))
     }
+    fn handshake_failed(&mut self, peer: Address, reason: &torsion_reactor::DisconnectReason) {
+        self.inner.handshake_failed(peer, reason);
+    }
 }
 
 /// Outgoing connections share the same buckets.

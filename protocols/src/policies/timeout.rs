@@ -576,6 +576,9 @@ impl<F: Factory> Factory for TimeoutFactory<F> {
         let inner = self.inner.build_protocol(peer)?;
         Some(self.wrap(inner))
     }
+    fn handshake_failed(&mut self, peer: Address, reason: &torsion_reactor::DisconnectReason) {
+        self.inner.handshake_failed(peer, reason);
+    }
 }
 
 /// Outgoing connections get the same idle timeout.

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# TLS benchmark (issue 11): torsion's echo-server over TLS against a tokio-rustls echo server
+# (current_thread, same rustls version and ring provider), measured in the same run, in
+# alternating rounds (torsion, tokio-rustls, torsion, ...), medians reported.
+#
+#   bash bench/tls.sh
+#
+# Scenarios (bench/src/bin/tls-loadgen.rs, rustls' blocking client, one thread per connection):
+#   handshake-c4   new connection, full TLS 1.3 handshake, one 64 B echo, close: handshakes/s and
+#                  server CPU per handshake
+#   stream64k-c10  10 connections each echoing 64 KiB blocks: MB/s and server CPU per MB; also
+#                  run over plain TCP against torsion, for the TLS/plaintext ratio
+#   pp64-c100      100 connections ping-ponging 64 B: messages/s and server CPU per message
+# Server CPU is utime+stime from /proc/PID/stat around the measured window.
+#
+# Environment: BENCH_DURATION (seconds per run, default 4), BENCH_ROUNDS (default 3),
+# BENCH_BUILD=0 to skip the builds, BENCH_SERVER_CPU / BENCH_LOADGEN_CPU, CARGO_TARGET_DIR.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+DURATION=${BENCH_DURATION:-4}
+ROUNDS=${BENCH_ROUNDS:-3}
+BUILD=${BENCH_BUILD:-1}
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+LOADGEN_CPU=${BENCH_LOADGEN_CPU:-1}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+RELEASE=$TARGET_DIR/release
+STARTUP_TENTHS=100
+BENCH_SCRIPT=tls.sh
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
+
+raise_fd_limit 4096
+pin_cpus
+setup_work torsion-tls-bench
+command -v openssl >/dev/null || die "the openssl CLI is needed to make the benchmark's certificates"
+
+if [[ $BUILD != 0 ]]; then
+    cargo build --release -p torsion-bench --bin tokio-rustls-echo --bin tls-loadgen || die "build failed"
+    cargo build --release -p torsion-examples --bin echo-server || die "build failed"
+fi
+
+# A CA and a localhost certificate (ECDSA P-256), made fresh for this run.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$WORK/ca.key" \
+    -out "$WORK/ca.pem" -days 1 -subj /CN=bench-ca 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$WORK/key.pem" \
+    -out "$WORK/req.pem" -subj /CN=localhost 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/ext.cnf"
+openssl x509 -req -in "$WORK/req.pem" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+    -out "$WORK/cert.pem" -days 1 -extfile "$WORK/ext.cnf" 2>/dev/null
+TLS_ARGS=(--tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem")
+
+# run_one SERVER SCENARIO CONNS [--plain]: one measured run; prints "SERVER SCENARIO COUNT SECONDS TICKS".
+run_one() {
+    local server=$1 scenario=$2 conns=$3 plain=${4:-} pid before after line
+    case $server in
+        torsion) start_server torsion server 127.0.0.1:0 "$RELEASE/echo-server" "${TLS_ARGS[@]}" ;;
+        torsion-plain) start_server torsion-plain server 127.0.0.1:0 "$RELEASE/echo-server" ;;
+        tokio-rustls) start_server tokio-rustls server 127.0.0.1:0 "$RELEASE/tokio-rustls-echo" "${TLS_ARGS[@]}" ;;
+    esac
+    pid=$STARTED_PID
+    before=$(cpu_ticks "$pid")
+    # The window starts one second after the generator (its warm-up): sample CPU around it.
+    "${PIN_LOADGEN[@]}" "$RELEASE/tls-loadgen" --connect "$STARTED_ADDR" --ca "$WORK/ca.pem" \
+        --scenario "$scenario" --conns "$conns" --seconds "$DURATION" $plain >"$WORK/lg.out" 2>"$WORK/lg.err" &
+    local lg=$!
+    sleep 1
+    before=$(cpu_ticks "$pid")
+    sleep "$DURATION"
+    after=$(cpu_ticks "$pid")
+    wait "$lg" || note "$server $scenario: the load generator failed: $(tail -n 2 "$WORK/lg.err")"
+    line=$(cat "$WORK/lg.out")
+    stop_pid "$pid"
+    echo "$server $scenario ${line#count=} $((after - before))" | sed 's/ seconds=/ /'
+}
+
+RESULTS=$WORK/results
+: >"$RESULTS"
+for round in $(seq "$ROUNDS"); do
+    note "round $round of $ROUNDS"
+    for server in torsion tokio-rustls; do
+        run_one "$server" handshake 4 | tee -a "$RESULTS"
+        run_one "$server" stream 10 | tee -a "$RESULTS"
+        run_one "$server" pingpong 100 | tee -a "$RESULTS"
+    done
+    run_one torsion-plain stream 10 --plain | tee -a "$RESULTS"
+done
+
+TICK=$(getconf CLK_TCK)
+python3 - "$RESULTS" "$TICK" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+tick = 1.0 / float(sys.argv[2])
+data = {}
+for server, scenario, count, seconds, ticks in rows:
+    count, seconds, cpu = float(count), float(seconds), float(ticks) * tick
+    data.setdefault((server, scenario), []).append((count / seconds, cpu / count if count else float("nan")))
+def med(server, scenario, i):
+    return statistics.median(v[i] for v in data[(server, scenario)])
+units = {"handshake": ("handshakes/s", 1e6, "µs CPU/handshake"), "stream": ("MB/s", 1e6 * 1e6, "µs CPU/MB"),
+         "pingpong": ("msgs/s", 1e6, "µs CPU/msg")}
+print(f"{'scenario':<10} {'server':<14} {'rate':>14} {'server CPU':>22}")
+for scenario in ("handshake", "stream", "pingpong"):
+    name, scale, cpu_name = units[scenario]
+    for server in ("torsion", "tokio-rustls", "torsion-plain"):
+        if (server, scenario) not in data:
+            continue
+        rate = med(server, scenario, 0)
+        per = med(server, scenario, 1) * (1e6 if scenario != "stream" else 1e6 * 1e6)
+        if scenario == "stream":
+            rate /= 1e6
+        print(f"{scenario:<10} {server:<14} {rate:>10.1f} {name:<12} {per:>8.2f} {cpu_name}")
+    cpu_ratio = med("torsion", scenario, 1) / med("tokio-rustls", scenario, 1)
+    rate_ratio = med("torsion", scenario, 0) / med("tokio-rustls", scenario, 0)
+    print(f"  {scenario}: torsion/tokio-rustls CPU per unit {cpu_ratio:.2f}x, rate {rate_ratio:.2f}x")
+print(f"  stream: torsion TLS / torsion plaintext MB/s {med('torsion', 'stream', 0) / med('torsion-plain', 'stream', 0):.2f}x")
+print(f"  (medians of {len(data[('torsion', 'handshake')])} alternating rounds; the machine may be shared)")
+PY
