@@ -113,6 +113,16 @@ impl<'a> LoopCtx<'a> {
         Some(Transport::new(self.core, id.0))
     }
 
+    /// Fires [`Protocol::timer_fired`](crate::Protocol::timer_fired) on the protocol of
+    /// connection `id` after `delay`, like that connection's own [`Ctx::set_timer`]; `None` if
+    /// the connection is gone. This is how code outside a connection (another connection, a
+    /// loop timer) wakes it up to act on shared state it left there: an HTTP response computed
+    /// elsewhere, a message in a mailbox. The timer is cancelled when the connection ends.
+    pub fn set_timer_for(&mut self, id: ConnId, delay: Duration) -> Option<TimerId> {
+        self.core.open_conn(id.0)?;
+        Some(self.core.set_protocol_timer(id.0, delay))
+    }
+
     /// Runs `f` after `delay` (on the reactor's clock), independent of any connection.
     pub fn call_later(&mut self, delay: Duration, f: impl FnOnce(&mut LoopCtx<'_>) + 'static) -> TimerId {
         self.core.call_later(delay, Box::new(f))
