@@ -1,0 +1,248 @@
+//! The HTTP/1.1 protocol on the in-memory harness: framing, pipelining order, keep-alive,
+//! 100-continue, timers and the chunk-split invariant over a request stream with bodies.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use torsion_protocols::http::{text, Body, Handler, HttpConfig, HttpCtx, HttpProtocol, Request, RequestId};
+use torsion_reactor::testing::{assert_chunking_invariant, Harness};
+use torsion_reactor::{ConnId, TimerId};
+
+/// `GET /x` → `x`; `POST` → the whole body back; `GET /slow` answered 1 s later from a timer;
+/// `GET /stream` → a chunked streamed body of three pieces.
+#[derive(Default)]
+struct Test {
+    slow: Vec<(TimerId, RequestId)>,
+    post: bool,
+}
+
+impl Handler for Test {
+    fn request(&mut self, hx: &mut HttpCtx<'_, '_>, request: Request) {
+        let id = hx.request_id().unwrap();
+        self.post = request.method() == Method::POST;
+        match (request.method().clone(), request.uri().path()) {
+            (Method::POST, _) => hx.buffer_body(),
+            (_, "/slow") => {
+                let timer = hx.set_timer(Duration::from_secs(1));
+                self.slow.push((timer, id));
+            }
+            (_, "/stream") => {
+                let mut r = http::Response::new(Body::Stream { length: None });
+                *r.status_mut() = StatusCode::OK;
+                hx.respond(r).unwrap();
+                for piece in ["one", "two", "three"] {
+                    hx.write_body(id, piece.as_bytes()).unwrap();
+                }
+                hx.end_body(id).unwrap();
+            }
+            (_, path) => hx.respond(text(StatusCode::OK, path[1..].to_owned())).unwrap(),
+        }
+    }
+
+    fn body(&mut self, hx: &mut HttpCtx<'_, '_>, data: &[u8]) {
+        hx.respond(text(StatusCode::OK, data.to_vec())).unwrap();
+    }
+
+    fn end(&mut self, hx: &mut HttpCtx<'_, '_>) {
+        // A POST with an empty body got no `body` call (otherwise this is refused: answered).
+        if self.post {
+            let _ = hx.respond(text(StatusCode::OK, Vec::new()));
+        }
+    }
+
+    fn timer_fired(&mut self, hx: &mut HttpCtx<'_, '_>, timer: TimerId) {
+        if let Some(i) = self.slow.iter().position(|&(t, _)| t == timer) {
+            let (_, id) = self.slow.remove(i);
+            hx.respond_to(id, text(StatusCode::OK, "slow")).unwrap();
+        }
+    }
+}
+
+fn server(h: &mut Harness, config: HttpConfig) -> ConnId {
+    let config = Rc::new(config);
+    h.accept(&mut move |_| Some(HttpProtocol::new(Test::default(), config.clone()))).unwrap()
+}
+
+/// The responses in `out`, each as (status line, body), with `Date` left out.
+fn responses(out: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(out).into_owned();
+    let mut rest = text.as_str();
+    let mut got = Vec::new();
+    while let Some(end) = rest.find("\r\n\r\n") {
+        let head = &rest[..end];
+        rest = &rest[end + 4..];
+        let status = head.lines().next().unwrap_or("").to_owned();
+        let lower = head.to_ascii_lowercase();
+        let length = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map(|v| v.trim().parse::<usize>().unwrap());
+        let body = if let Some(n) = length {
+            let b = rest[..n].to_owned();
+            rest = &rest[n..];
+            b
+        } else if lower.contains("transfer-encoding: chunked") {
+            let mut body = String::new();
+            loop {
+                let line_end = rest.find("\r\n").unwrap();
+                let size = usize::from_str_radix(&rest[..line_end], 16).unwrap();
+                rest = &rest[line_end + 2..];
+                if size == 0 {
+                    rest = &rest[2..];
+                    break;
+                }
+                body.push_str(&rest[..size]);
+                rest = &rest[size + 2..];
+            }
+            body
+        } else {
+            String::new()
+        };
+        got.push((status, body));
+    }
+    got
+}
+
+#[test]
+fn keep_alive_get_and_post_on_one_connection() {
+    let mut h = Harness::new();
+    let id = server(&mut h, HttpConfig::default());
+    h.feed(id, b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n");
+    h.feed(id, b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    let out = h.take_written(id);
+    assert_eq!(
+        responses(&out),
+        vec![("HTTP/1.1 200 OK".into(), "hello".into()), ("HTTP/1.1 200 OK".into(), "hello".into())]
+    );
+    assert!(h.is_open(id) && !h.fin_sent(id));
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("server: torsion\r\n") && text.contains("date: "), "{text}");
+}
+
+#[test]
+fn pipelined_responses_keep_request_order_behind_a_slow_one() {
+    let mut h = Harness::new();
+    let id = server(&mut h, HttpConfig::default());
+    h.feed(id, b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(responses(&h.take_written(id)), vec![("HTTP/1.1 200 OK".into(), "a".into())]);
+    h.advance(Duration::from_secs(1));
+    let got: Vec<String> = responses(&h.take_written(id)).into_iter().map(|r| r.1).collect();
+    assert_eq!(got, ["slow", "c"]);
+}
+
+#[test]
+fn chunked_upload_and_streamed_chunked_response() {
+    let mut h = Harness::new();
+    let id = server(&mut h, HttpConfig::default());
+    h.feed(id, b"POST /e HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n");
+    h.feed(id, b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n");
+    let got: Vec<String> = responses(&h.take_written(id)).into_iter().map(|r| r.1).collect();
+    assert_eq!(got, ["abcde", "onetwothree"]);
+}
+
+#[test]
+fn connection_close_and_http10() {
+    let mut h = Harness::new();
+    let id = server(&mut h, HttpConfig::default());
+    h.feed(
+        id,
+        b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    let out = String::from_utf8(h.take_written(id)).unwrap();
+    assert!(out.contains("connection: close\r\n") && !out.contains("never"), "{out}");
+    assert!(h.fin_sent(id));
+
+    let id = server(&mut h, HttpConfig::default());
+    h.feed(id, b"GET /a HTTP/1.0\r\n\r\n");
+    assert!(h.fin_sent(id), "1.0 without keep-alive closes");
+    let id = server(&mut h, HttpConfig::default());
+    h.feed(id, b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let out = String::from_utf8(h.take_written(id)).unwrap();
+    assert!(out.contains("connection: keep-alive\r\n") && !h.fin_sent(id), "{out}");
+    h.feed(id, b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let out = String::from_utf8(h.take_written(id)).unwrap();
+    assert!(
+        !out.contains("chunked") && out.ends_with("onetwothree") && h.fin_sent(id),
+        "close-delimited: {out}"
+    );
+}
+
+#[test]
+fn head_gets_headers_only() {
+    let mut h = Harness::new();
+    let id = server(&mut h, HttpConfig::default());
+    h.feed(id, b"HEAD /abc HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+    let out = String::from_utf8(h.take_written(id)).unwrap();
+    let first = &out[..out.find("\r\n\r\n").unwrap() + 4];
+    assert!(first.contains("content-length: 3\r\n"), "{first}");
+    assert!(out[first.len()..].starts_with("HTTP/1.1 200 OK"), "no body after HEAD: {out}");
+}
+
+#[test]
+fn expect_continue_is_answered_before_the_body() {
+    let mut h = Harness::new();
+    let id = server(&mut h, HttpConfig::default());
+    h.feed(id, b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(h.take_written(id), b"HTTP/1.1 100 Continue\r\n\r\n");
+    h.feed(id, b"abc");
+    assert_eq!(responses(&h.take_written(id)), vec![("HTTP/1.1 200 OK".into(), "abc".into())]);
+    // Over the body limit: refused with 413 before any 100.
+    let id = server(&mut h, HttpConfig::default().max_body_size(Some(2)));
+    h.feed(id, b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+    let out = String::from_utf8(h.take_written(id)).unwrap();
+    assert!(out.starts_with("HTTP/1.1 413 ") && h.fin_sent(id), "{out}");
+}
+
+#[test]
+fn idle_and_header_timeouts() {
+    let mut h = Harness::new();
+    let config = || {
+        HttpConfig::default().idle_timeout(Duration::from_secs(60)).header_timeout(Duration::from_secs(10))
+    };
+    let idle = server(&mut h, config());
+    let drip = server(&mut h, config());
+    h.feed(drip, b"GET / HTTP/1.1\r\n");
+    h.advance(Duration::from_secs(11));
+    let out = String::from_utf8(h.take_written(drip)).unwrap();
+    assert!(out.starts_with("HTTP/1.1 408 ") && h.fin_sent(drip), "{out}");
+    assert!(!h.fin_sent(idle), "an idle connection is not charged the header deadline");
+    h.advance(Duration::from_secs(50));
+    assert!(h.fin_sent(idle), "closed at the idle timeout");
+}
+
+#[test]
+fn response_timeout_answers_503() {
+    let mut h = Harness::new();
+    let id = server(&mut h, HttpConfig::default().response_timeout(Some(Duration::from_millis(500))));
+    h.feed(id, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
+    h.advance(Duration::from_millis(600));
+    let out = String::from_utf8(h.take_written(id)).unwrap();
+    assert!(out.starts_with("HTTP/1.1 503 ") && h.fin_sent(id), "{out}");
+}
+
+/// The same requests give the same responses at every split of the input, down to one byte.
+#[test]
+fn chunk_split_sweep_over_a_request_stream_with_bodies() {
+    let input: &[u8] = b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n\
+POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world\
+POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=\"q v\"\r\nwiki\r\n5\r\npedia\r\n0\r\nX-T: 1\r\n\r\n\
+OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n\
+GET /stream HTTP/1.1\r\nHost: a\r\n\r\n\
+GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    assert_chunking_invariant(input, 24, 16, |pieces| {
+        let mut h = Harness::new();
+        let id = server(&mut h, HttpConfig::default());
+        let mut out = Vec::new();
+        for piece in pieces {
+            h.feed(id, piece);
+            out.extend(h.take_written(id));
+        }
+        (responses(&out), h.fin_sent(id))
+    });
+    let mut h = Harness::new();
+    let id = server(&mut h, HttpConfig::default());
+    h.feed(id, input);
+    let bodies: Vec<String> = responses(&h.take_written(id)).into_iter().map(|r| r.1).collect();
+    assert_eq!(bodies, ["first", "hello world", "wikipedia", "", "onetwothree", "last"]);
+}
