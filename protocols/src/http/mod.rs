@@ -72,6 +72,7 @@ mod config;
 mod conn;
 mod handler;
 mod head;
+mod outgoing;
 mod producer;
 mod response;
 mod router;

@@ -1,0 +1,204 @@
+//! The response side of a connection: answers placed in their request's slot, written
+//! straight out when that slot is at the front of the pipeline, kept until then otherwise, and
+//! retired in request order.
+
+use bytes::Bytes;
+use http::{StatusCode, Version};
+use torsion_reactor::Ctx;
+
+use super::conn::{BodyProducerParts, ReadState, Resp, St};
+use super::handler::{HttpError, RequestId};
+use super::producer::BodyProducer;
+use super::response::{self, Body, Framing, Response};
+
+impl St {
+    /// Writes `data` for slot `i`: straight to the transport when it is the front slot and no
+    /// body producer is running, else kept until the slots before it are done.
+    pub(super) fn emit(&mut self, cx: &mut Ctx<'_>, i: usize, data: Bytes) -> bool {
+        self.slots[i].bytes += data.len() as u64;
+        if i == 0 && !self.shared.borrow().producing {
+            cx.transport().write_bytes(data)
+        } else {
+            self.slots[i].out.push(data);
+            cx.transport().is_write_buffer_above_high()
+        }
+    }
+
+    pub(crate) fn respond(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        id: RequestId,
+        response: Response,
+    ) -> Result<(), HttpError> {
+        let i = self.slot_index(id.0).ok_or(HttpError::UnknownRequest(id))?;
+        if self.slots[i].state != Resp::Pending {
+            return Err(HttpError::UnknownRequest(id));
+        }
+        let (parts, body) = response.into_parts();
+        let length = match &body {
+            Body::Empty => Some(0),
+            Body::Full(b) => Some(b.len() as u64),
+            Body::Reader { length, .. } | Body::Stream { length } => *length,
+        };
+        let slot = &mut self.slots[i];
+        let upgrade = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        let (framing, advertised) = response::framing(parts.status, slot.version, slot.head_request, length);
+        let wants_close = parts.headers.get_all(http::header::CONNECTION).iter().any(|v| {
+            v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        });
+        let close = !upgrade
+            && (slot.close_after
+                || wants_close
+                || framing == Framing::Close
+                || self.shared.borrow().stopping);
+        slot.close_after = close;
+        slot.upgrade = upgrade;
+        if upgrade {
+            // Nothing after this request is HTTP: stop parsing until the 101 is out.
+            self.last_request = true;
+        }
+        slot.status = parts.status.as_u16();
+        let keep_alive_10 = !close && !upgrade && slot.version == Version::HTTP_10;
+        let mut out = Vec::with_capacity(256);
+        response::write_head(
+            &mut out,
+            parts.status,
+            &parts.headers,
+            framing,
+            advertised,
+            close,
+            keep_alive_10,
+            self.config.server.as_ref(),
+        );
+        let discard = framing == Framing::None;
+        slot.state = Resp::Done;
+        match body {
+            Body::Empty => {}
+            Body::Full(b) if discard => drop(b),
+            Body::Full(b) if b.len() < 16 * 1024 => out.extend_from_slice(&b),
+            Body::Full(b) => {
+                self.emit(cx, i, Bytes::from(out));
+                self.emit(cx, i, b);
+                return Ok(());
+            }
+            Body::Reader { reader, .. } => {
+                if !discard {
+                    let remaining = if let Framing::Length(n) = framing { Some(n) } else { None };
+                    slot.reader =
+                        Some(BodyProducerParts { reader, chunked: framing == Framing::Chunked, remaining });
+                }
+            }
+            Body::Stream { .. } => {
+                let remaining = if let Framing::Length(n) = framing { Some(n) } else { None };
+                slot.state = Resp::Streaming { chunked: framing == Framing::Chunked, remaining, discard };
+            }
+        }
+        self.emit(cx, i, Bytes::from(out));
+        Ok(())
+    }
+
+    pub(crate) fn write_body(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        id: RequestId,
+        data: &[u8],
+    ) -> Result<bool, HttpError> {
+        let i = self.slot_index(id.0).ok_or(HttpError::NotStreaming(id))?;
+        let Resp::Streaming { chunked, remaining, discard } = &mut self.slots[i].state else {
+            return Err(HttpError::NotStreaming(id));
+        };
+        if *discard || data.is_empty() {
+            return Ok(cx.transport().is_write_buffer_above_high());
+        }
+        let mut data = data;
+        if let Some(r) = remaining {
+            let n = data.len().min(usize::try_from(*r).unwrap_or(usize::MAX));
+            if n < data.len() {
+                tracing::warn!("a streamed response wrote past its Content-Length; the excess is dropped");
+            }
+            data = &data[..n];
+            *r -= n as u64;
+        }
+        if *chunked {
+            let mut chunk = Vec::with_capacity(data.len() + 20);
+            chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            chunk.extend_from_slice(data);
+            chunk.extend_from_slice(b"\r\n");
+            Ok(self.emit(cx, i, Bytes::from(chunk)))
+        } else {
+            Ok(self.emit(cx, i, Bytes::copy_from_slice(data)))
+        }
+    }
+
+    pub(crate) fn end_body(&mut self, cx: &mut Ctx<'_>, id: RequestId) -> Result<(), HttpError> {
+        let i = self.slot_index(id.0).ok_or(HttpError::NotStreaming(id))?;
+        let Resp::Streaming { chunked, remaining, discard } = self.slots[i].state else {
+            return Err(HttpError::NotStreaming(id));
+        };
+        self.slots[i].state = Resp::Done;
+        if discard {
+            return Ok(());
+        }
+        if chunked {
+            self.emit(cx, i, Bytes::from_static(b"0\r\n\r\n"));
+        } else if remaining.is_some_and(|r| r > 0) {
+            tracing::warn!("a streamed response ended before its Content-Length; aborting");
+            cx.transport().abort_connection();
+        }
+        Ok(())
+    }
+
+    /// Retires finished responses from the front, in order, writing what the next one had
+    /// waiting. Returns whether any was retired.
+    pub(super) fn advance(&mut self, cx: &mut Ctx<'_>) -> bool {
+        let mut retired = false;
+        loop {
+            if self.shared.borrow().producing || self.closing {
+                return retired;
+            }
+            let Some(front) = self.slots.front_mut() else { return retired };
+            if let Some(parts) = front.reader.take() {
+                let mut t = cx.transport();
+                let mut shared = self.shared.borrow_mut();
+                if shared.held {
+                    t.unregister_producer();
+                    shared.held = false;
+                }
+                let producer = BodyProducer {
+                    reader: parts.reader,
+                    chunked: parts.chunked,
+                    remaining: parts.remaining,
+                    shared: self.shared.clone(),
+                };
+                shared.producing = t.register_producer(producer, false).is_ok();
+                return retired;
+            }
+            if front.state != Resp::Done {
+                return retired;
+            }
+            let done = self.slots.pop_front().expect("front exists");
+            retired = true;
+            if self.config.access_log {
+                tracing::info!(target: "torsion::http::access", method = %done.method, path = %done.path,
+                    status = done.status, bytes = done.bytes, "request");
+            }
+            if done.upgrade {
+                self.read = ReadState::Upgraded;
+                self.last_request = false;
+            }
+            if done.close_after {
+                self.closing = true;
+                self.slots.clear();
+                cx.transport().lose_connection();
+                return retired;
+            }
+            if let Some(next) = self.slots.front_mut() {
+                for chunk in std::mem::take(&mut next.out) {
+                    cx.transport().write_bytes(chunk);
+                }
+            } else {
+                self.idle_since = cx.now();
+            }
+        }
+    }
+}
