@@ -31,15 +31,15 @@ pub struct EchoBody {
 
 impl Handler for EchoBody {
     fn request(&mut self, hx: &mut HttpCtx<'_, '_>, request: Request) {
-        let length = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let length =
+            request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let mut response = http::Response::new(Body::Stream { length: Some(length.unwrap_or(0)) });
         if request.headers().contains_key(header::TRANSFER_ENCODING) {
             *response.body_mut() = Body::Stream { length: None };
         }
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         self.current = hx.request_id();
         let _ = hx.respond(response);
     }
@@ -92,7 +92,8 @@ impl Files {
                 return status(StatusCode::NOT_MODIFIED);
             }
         }
-        let range = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(|v| parse_range(v, size));
+        let range =
+            request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(|v| parse_range(v, size));
         let (status_code, start, length) = match range {
             None | Some(Range::Ignore) => (StatusCode::OK, 0, size),
             Some(Range::Unsatisfiable) => {
@@ -149,9 +150,11 @@ pub fn router(root: Option<&Path>) -> Router {
         .route(Some(Method::HEAD), "/hello", Hello)
         .route(Some(Method::POST), "/echo", EchoBody::default());
     if let Some(root) = root {
-        router = router
-            .route(Some(Method::GET), "/", Files::new(root))
-            .route(Some(Method::HEAD), "/", Files::new(root));
+        router = router.route(Some(Method::GET), "/", Files::new(root)).route(
+            Some(Method::HEAD),
+            "/",
+            Files::new(root),
+        );
     }
     router
 }
@@ -181,7 +184,9 @@ fn parse_range(value: &str, size: u64) -> Range {
     }
     let Some((a, b)) = spec.trim().split_once('-') else { return Range::Ignore };
     let (a, b) = (a.trim(), b.trim());
-    let parse = |s: &str| (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten();
+    let parse = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten()
+    };
     match (parse(a), parse(b)) {
         (Some(a), _) if a >= size => Range::Unsatisfiable,
         (Some(a), Some(b)) if b >= a => Range::Bytes(a, b.min(size - 1)),
