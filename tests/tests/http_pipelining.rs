@@ -63,7 +63,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[test]
 fn hundred_requests_in_one_write_answered_in_order() {
-    let server = Server::start(|| HttpServer::new(|_| Numbers).with_config(HttpConfig::default().max_pipeline(16)));
+    let server =
+        Server::start(|| HttpServer::new(|_| Numbers).with_config(HttpConfig::default().max_pipeline(16)));
     let mut s = server.connect();
     let mut raw = String::new();
     for i in 0..100 {
