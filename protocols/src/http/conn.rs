@@ -542,12 +542,13 @@ impl St {
             shared.in_flight = in_flight;
             (shared.stopping, shared.held)
         };
+        if held && self.slots.is_empty() {
+            // The last response is out: let the reactor's close go ahead.
+            self.shared.borrow_mut().held = false;
+            cx.transport().unregister_producer();
+        }
         if !self.closing && self.slots.is_empty() && (stopping || self.peer_eof) {
             self.closing = true;
-            if held {
-                self.shared.borrow_mut().held = false;
-                cx.transport().unregister_producer();
-            }
             cx.transport().lose_connection();
             return;
         }
