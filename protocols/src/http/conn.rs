@@ -19,6 +19,9 @@ use super::handler::{Handler, HttpCtx, RequestId, Responder};
 use super::head::{find_head_end, parse_head, BodyFraming, Head, HeadError};
 use super::response::{self, Response};
 
+/// The interim response to `Expect: 100-continue`.
+pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// The part of a connection's state reachable from outside its callbacks (responders, body
 /// producers, the graceful-stop trigger). Borrowed only briefly, never across user code.
 #[derive(Debug, Default)]
@@ -60,6 +63,10 @@ pub(super) struct Slot {
     pub(super) out: Vec<Bytes>,
     pub(super) reader: Option<BodyProducerParts>,
     pub(super) close_after: bool,
+    /// `Expect: 100-continue` not answered yet.
+    pub(super) expect_continue: bool,
+    /// The handler answered with a complete response before a 100-continue body: not read.
+    pub(super) refused_body: bool,
     pub(super) upgrade: bool,
     pub(super) status: u16,
     pub(super) bytes: u64,
@@ -276,6 +283,8 @@ impl<H: Handler> HttpProtocol<H> {
             out: Vec::new(),
             reader: None,
             close_after: !keep_alive,
+            expect_continue: expect_continue && framing != BodyFraming::None,
+            refused_body: false,
             upgrade: false,
             status: 0,
             bytes: 0,
@@ -292,16 +301,13 @@ impl<H: Handler> HttpProtocol<H> {
         let mut hx = HttpCtx { cx, st: &mut self.st, current: Some(RequestId(id)) };
         self.handler.request(&mut hx, request);
         if matches!(self.st.read, ReadState::Body { id: b, .. } if b == id) {
-            let answered = self.st.slot_index(id).is_none_or(|i| self.st.slots[i].state != Resp::Pending);
-            if expect_continue && answered {
-                // Refused before the body: do not read it; close after the response.
-                self.st.read = ReadState::Stopped;
-                if let Some(i) = self.st.slot_index(id) {
+            if let Some(i) = self.st.slot_index(id) {
+                if self.st.slots[i].refused_body {
+                    // Answered in full before the body: do not read it; close after.
+                    self.st.read = ReadState::Stopped;
                     self.st.slots[i].close_after = true;
-                }
-            } else if expect_continue {
-                if let Some(i) = self.st.slot_index(id) {
-                    self.st.emit(cx, i, Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+                } else if std::mem::take(&mut self.st.slots[i].expect_continue) {
+                    self.st.emit(cx, i, Bytes::from_static(CONTINUE));
                 }
             }
         } else {
@@ -346,6 +352,8 @@ impl<H: Handler> HttpProtocol<H> {
                     out: Vec::new(),
                     reader: None,
                     close_after: true,
+                    expect_continue: false,
+                    refused_body: false,
                     upgrade: false,
                     status: 0,
                     bytes: 0,

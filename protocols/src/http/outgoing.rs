@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{StatusCode, Version};
 use torsion_reactor::Ctx;
 
-use super::conn::{BodyProducerParts, ReadState, Resp, St};
+use super::conn::{BodyProducerParts, ReadState, Resp, St, CONTINUE};
 use super::handler::{HttpError, RequestId};
 use super::producer::BodyProducer;
 use super::response::{self, Body, Framing, Response};
@@ -60,6 +60,14 @@ impl St {
         slot.status = parts.status.as_u16();
         let keep_alive_10 = !close && !upgrade && slot.version == Version::HTTP_10;
         let mut out = Vec::with_capacity(256);
+        if std::mem::take(&mut slot.expect_continue) {
+            if matches!(body, Body::Stream { .. } | Body::Reader { .. }) {
+                // A streamed answer goes on while the body comes: let the client send it.
+                out.extend_from_slice(CONTINUE);
+            } else {
+                slot.refused_body = true;
+            }
+        }
         response::write_head(
             &mut out,
             parts.status,
