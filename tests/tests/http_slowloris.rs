@@ -22,7 +22,9 @@ const DRIPPERS: usize = 20;
 
 #[test]
 fn load_slowloris_drip_is_closed_at_the_header_deadline_while_others_are_served() {
-    let server = Server::start(|| HttpServer::new(|_| Hello).with_config(HttpConfig::default().header_timeout(DEADLINE)));
+    let server = Server::start(|| {
+        HttpServer::new(|_| Hello).with_config(HttpConfig::default().header_timeout(DEADLINE))
+    });
     let drippers: Vec<_> = (0..DRIPPERS)
         .map(|_| {
             let mut s = server.connect();

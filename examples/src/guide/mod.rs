@@ -22,6 +22,7 @@
 //! | [8. Shutting down cleanly](ch08_shutdown) | any server, then Ctrl-C |
 //! | [9. Unix sockets](ch09_unix) | any binary with `unix:PATH` |
 //! | [10. Datagrams (UDP)](ch10_udp) | `udp-echo`, `udp-time` |
+//! | [11. An HTTP/1.1 server](ch11_http) | `http-server` |
 //!
 //! If you know another framework, skim [coming from Twisted](from_twisted) or
 //! [coming from tokio or asyncio](from_tokio) first: each is a table from the names you
@@ -47,5 +48,6 @@ pub mod ch07_policies;
 pub mod ch08_shutdown;
 pub mod ch09_unix;
 pub mod ch10_udp;
+pub mod ch11_http;
 pub mod from_tokio;
 pub mod from_twisted;

@@ -111,6 +111,8 @@ pub(crate) struct St {
     pub(super) timer: Option<(TimerId, Instant)>,
     pub(super) idle_since: Instant,
     pub(super) head_started: Option<Instant>,
+    /// Reused for serializing response heads.
+    pub(super) scratch: Vec<u8>,
 }
 
 /// The HTTP/1.1 server protocol for one connection, serving with handler `H`. Usually built by
@@ -151,6 +153,7 @@ impl<H: Handler> HttpProtocol<H> {
             timer: None,
             idle_since: Instant::now(),
             head_started: None,
+            scratch: Vec::with_capacity(256),
         };
         HttpProtocol { handler, st }
     }
@@ -173,11 +176,15 @@ impl<H: Handler> HttpProtocol<H> {
                 }
                 ReadState::Head => {
                     let rest = &input[used..];
-                    if rest.is_empty()
-                        || self.st.last_request
-                        || self.st.slots.len() >= self.st.config.max_pipeline
-                    {
+                    if rest.is_empty() || self.st.last_request {
                         return used;
+                    }
+                    if self.st.slots.len() >= self.st.config.max_pipeline {
+                        // Retire what is answered already before giving up on reading ahead.
+                        self.st.advance(cx);
+                        if self.st.closing || self.st.slots.len() >= self.st.config.max_pipeline {
+                            return used;
+                        }
                     }
                     if self.st.shared.borrow().stopping {
                         return used;
@@ -278,7 +285,8 @@ impl<H: Handler> HttpProtocol<H> {
             version: request.version(),
 
             head_request: request.method() == Method::HEAD,
-            started: cx.now(),
+            // The clock is read only when a response deadline needs it.
+            started: if self.st.config.response_timeout.is_some() { cx.now() } else { self.st.idle_since },
             state: Resp::Pending,
             out: Vec::new(),
             reader: None,

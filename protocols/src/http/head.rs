@@ -118,8 +118,11 @@ pub(crate) fn parse_head(buf: &[u8], config: &HttpConfig) -> Result<Head, HeadEr
     };
     let method =
         Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(|_| bad("invalid method"))?;
+    // One copy of the head; the target and every header value are slices of it (no
+    // allocation per header).
+    let shared = bytes::Bytes::copy_from_slice(buf);
     let target = req.path.unwrap_or("");
-    let uri = parse_target(&method, target)?;
+    let uri = parse_target(&method, target, sub(&shared, buf, target.as_bytes()))?;
 
     let mut headers = HeaderMap::with_capacity(req.headers.len());
     let mut content_length: Option<u64> = None;
@@ -131,7 +134,8 @@ pub(crate) fn parse_head(buf: &[u8], config: &HttpConfig) -> Result<Head, HeadEr
     let mut expect_continue = false;
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("invalid header name"))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad("invalid header value"))?;
+        let value = HeaderValue::from_maybe_shared(sub(&shared, buf, h.value))
+            .map_err(|_| bad("invalid header value"))?;
         if name == header::CONTENT_LENGTH {
             if content_length.is_some() {
                 return Err(bad("more than one Content-Length"));
@@ -225,7 +229,7 @@ fn version_error(buf: &[u8]) -> HeadError {
 
 /// Origin-form (`/path?query`), `*` for OPTIONS, or absolute-form (`http://host/path`, parsed);
 /// authority-form (CONNECT) and anything else is refused.
-fn parse_target(method: &Method, target: &str) -> Result<Uri, HeadError> {
+fn parse_target(method: &Method, target: &str, shared: bytes::Bytes) -> Result<Uri, HeadError> {
     if target == "*" {
         return if method == Method::OPTIONS {
             Ok(Uri::from_static("*"))
@@ -234,7 +238,7 @@ fn parse_target(method: &Method, target: &str) -> Result<Uri, HeadError> {
         };
     }
     if target.starts_with('/') {
-        let uri: Uri = target.parse().map_err(|_| bad("invalid request target"))?;
+        let uri = Uri::from_maybe_shared(shared).map_err(|_| bad("invalid request target"))?;
         return if uri.scheme().is_none() { Ok(uri) } else { Err(bad("invalid request target")) };
     }
     if method == Method::CONNECT {
@@ -245,6 +249,12 @@ fn parse_target(method: &Method, target: &str) -> Result<Uri, HeadError> {
         (Some("http") | Some("https"), Some(_)) => Ok(uri),
         _ => Err(bad("request target is not origin-form or absolute-form")),
     }
+}
+
+/// The part of `shared` (a copy of `buf`) where `part` (a slice of `buf`) is.
+fn sub(shared: &bytes::Bytes, buf: &[u8], part: &[u8]) -> bytes::Bytes {
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize).min(shared.len());
+    shared.slice(start..(start + part.len()).min(shared.len()))
 }
 
 /// `Content-Length`: 1*DIGIT, nothing else (no sign, no list, no spaces inside), at most 19

@@ -14,6 +14,17 @@ use super::response::{self, Body, Framing, Response};
 impl St {
     /// Writes `data` for slot `i`: straight to the transport when it is the front slot and no
     /// body producer is running, else kept until the slots before it are done.
+    /// [`emit`](Self::emit) for a borrowed slice: copied into the write buffer (where small
+    /// writes coalesce) when it can go out now, into an owned chunk when it has to wait.
+    pub(super) fn emit_slice(&mut self, cx: &mut Ctx<'_>, i: usize, data: &[u8]) -> bool {
+        if i == 0 && !self.shared.borrow().producing {
+            self.slots[i].bytes += data.len() as u64;
+            cx.transport().write(data)
+        } else {
+            self.emit(cx, i, Bytes::copy_from_slice(data))
+        }
+    }
+
     pub(super) fn emit(&mut self, cx: &mut Ctx<'_>, i: usize, data: Bytes) -> bool {
         self.slots[i].bytes += data.len() as u64;
         if i == 0 && !self.shared.borrow().producing {
@@ -59,7 +70,8 @@ impl St {
         }
         slot.status = parts.status.as_u16();
         let keep_alive_10 = !close && !upgrade && slot.version == Version::HTTP_10;
-        let mut out = Vec::with_capacity(256);
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
         if std::mem::take(&mut slot.expect_continue) {
             if matches!(body, Body::Stream { .. } | Body::Reader { .. }) {
                 // A streamed answer goes on while the body comes: let the client send it.
@@ -85,7 +97,8 @@ impl St {
             Body::Full(b) if discard => drop(b),
             Body::Full(b) if b.len() < 16 * 1024 => out.extend_from_slice(&b),
             Body::Full(b) => {
-                self.emit(cx, i, Bytes::from(out));
+                self.emit_slice(cx, i, &out);
+                self.scratch = out;
                 self.emit(cx, i, b);
                 return Ok(());
             }
@@ -101,7 +114,8 @@ impl St {
                 slot.state = Resp::Streaming { chunked: framing == Framing::Chunked, remaining, discard };
             }
         }
-        self.emit(cx, i, Bytes::from(out));
+        self.emit_slice(cx, i, &out);
+        self.scratch = out;
         Ok(())
     }
 
@@ -127,14 +141,19 @@ impl St {
             data = &data[..n];
             *r -= n as u64;
         }
-        if *chunked {
+        let front = i == 0 && !self.shared.borrow().producing;
+        if *chunked && front {
+            let size = format!("{:x}\r\n", data.len());
+            self.slots[i].bytes += (size.len() + data.len() + 2) as u64;
+            Ok(cx.transport().write_sequence([size.as_bytes(), data, b"\r\n"]))
+        } else if *chunked {
             let mut chunk = Vec::with_capacity(data.len() + 20);
             chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
             chunk.extend_from_slice(data);
             chunk.extend_from_slice(b"\r\n");
             Ok(self.emit(cx, i, Bytes::from(chunk)))
         } else {
-            Ok(self.emit(cx, i, Bytes::copy_from_slice(data)))
+            Ok(self.emit_slice(cx, i, data))
         }
     }
 
