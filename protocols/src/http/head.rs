@@ -87,16 +87,18 @@ pub(crate) fn find_head_end(buf: &[u8], scanned: &mut usize) -> Result<Option<us
 
 /// Parses and validates a complete head (`buf` ends with `\r\n\r\n`).
 pub(crate) fn parse_head(buf: &[u8], config: &HttpConfig) -> Result<Head, HeadError> {
-    let mut storage = [httparse::EMPTY_HEADER; 64];
+    // Uninitialised header slots: nothing to zero per request.
+    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
     let mut heap;
-    let slots: &mut [httparse::Header<'_>] = if config.max_headers <= storage.len() {
+    let slots: &mut [std::mem::MaybeUninit<httparse::Header<'_>>] = if config.max_headers <= storage.len() {
         &mut storage[..config.max_headers]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; config.max_headers];
+        heap = Vec::with_capacity(config.max_headers);
+        heap.resize_with(config.max_headers, std::mem::MaybeUninit::uninit);
         &mut heap
     };
-    let mut req = httparse::Request::new(slots);
-    match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(bad("incomplete head")),
         Err(httparse::Error::TooManyHeaders) => {
