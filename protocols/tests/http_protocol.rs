@@ -246,3 +246,58 @@ GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     let bodies: Vec<String> = responses(&h.take_written(id)).into_iter().map(|r| r.1).collect();
     assert_eq!(bodies, ["first", "hello world", "wikipedia", "", "onetwothree", "last"]);
 }
+
+/// Requests are read ahead only up to the pipeline bound; the rest wait (unread) until
+/// answers retire the ones before them.
+#[test]
+fn read_ahead_stops_at_the_pipeline_bound() {
+    let mut h = Harness::new();
+    let id = server(&mut h, HttpConfig::default().max_pipeline(2));
+    let mut raw = Vec::new();
+    for _ in 0..5 {
+        raw.extend_from_slice(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+    h.feed(id, &raw);
+    assert!(h.take_written(id).is_empty());
+    let mut answered = 0;
+    for _ in 0..5 {
+        h.advance(Duration::from_secs(1));
+        let n = responses(&h.take_written(id)).len();
+        // Never more than the bound answered per second: only 2 were read ahead at a time.
+        assert!(n <= 2, "{n} answered in one second with a bound of 2");
+        answered += n;
+    }
+    h.advance(Duration::from_secs(1));
+    answered += responses(&h.take_written(id)).len();
+    assert_eq!(answered, 5);
+}
+
+/// After a 101, the connection is the handler's: the bytes after the upgrade request (already
+/// read with it, and later ones) arrive raw in `upgraded`.
+#[test]
+fn upgrade_hands_the_raw_connection_to_the_handler() {
+    struct Upgrading;
+    impl Handler for Upgrading {
+        fn request(&mut self, hx: &mut HttpCtx<'_, '_>, request: Request) {
+            assert_eq!(request.headers()["upgrade"], "echo");
+            let mut r = http::Response::new(Body::Empty);
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut().insert("upgrade", http::HeaderValue::from_static("echo"));
+            r.headers_mut().insert("connection", http::HeaderValue::from_static("upgrade"));
+            hx.respond(r).unwrap();
+        }
+        fn upgraded(&mut self, hx: &mut HttpCtx<'_, '_>, data: &[u8]) {
+            hx.ctx().transport().write(&data.to_ascii_uppercase());
+        }
+    }
+    let mut h = Harness::new();
+    let config = Rc::new(HttpConfig::default());
+    let id = h.accept(&mut move |_| Some(HttpProtocol::new(Upgrading, config.clone()))).unwrap();
+    h.feed(id, b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: echo\r\nConnection: upgrade\r\n\r\nearly GET / HTTP/1.1\r\n");
+    let out = String::from_utf8(h.take_written(id)).unwrap();
+    assert!(out.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{out}");
+    assert!(out.contains("connection: upgrade\r\n") && !out.contains("content-length"), "{out}");
+    assert!(out.ends_with("\r\n\r\nEARLY GET / HTTP/1.1\r\n"), "{out}");
+    h.feed(id, b"more");
+    assert_eq!(h.take_written(id), b"MORE");
+}
