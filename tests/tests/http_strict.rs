@@ -91,7 +91,7 @@ fn strictness_table() {
             "chunked twice",
         ),
         (format!("POST / HTTP/1.1\r\n{h}Transfer-Encoding: xchunked\r\n\r\n"), 400, "TE xchunked"),
-        (format!("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400, "TE on 1.0"),
+        ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(), 400, "TE on 1.0"),
         (format!("POST / HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\nzz\r\n"), 400, "bad chunk size"),
         (
             format!("POST / HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\n5;=\r\nhello\r\n0\r\n\r\n"),
