@@ -54,9 +54,14 @@ impl St {
         let slot = &mut self.slots[i];
         let upgrade = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         let (framing, advertised) = response::framing(parts.status, slot.version, slot.head_request, length);
-        let wants_close = parts.headers.get_all(http::header::CONNECTION).iter().any(|v| {
-            v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        });
+        // One pass, no hash lookups: most responses have one or two headers.
+        let wants_close = !parts.headers.is_empty()
+            && parts.headers.iter().any(|(name, v)| {
+                name == http::header::CONNECTION
+                    && v.as_bytes()
+                        .split(|&b| b == b',')
+                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+            });
         let close = !upgrade
             && (slot.close_after
                 || wants_close
@@ -143,9 +148,9 @@ impl St {
         }
         let front = i == 0 && !self.shared.borrow().producing;
         if *chunked && front {
-            let size = format!("{:x}\r\n", data.len());
-            self.slots[i].bytes += (size.len() + data.len() + 2) as u64;
-            Ok(cx.transport().write_sequence([size.as_bytes(), data, b"\r\n"]))
+            let (line, len) = response::chunk_size_line(data.len());
+            self.slots[i].bytes += (len + data.len() + 2) as u64;
+            Ok(cx.transport().write_sequence([&line[..len], data, b"\r\n"]))
         } else if *chunked {
             let mut chunk = Vec::with_capacity(data.len() + 20);
             chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());

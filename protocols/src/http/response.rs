@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::io::{Read, Write as _};
+use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -173,19 +173,10 @@ pub(crate) fn write_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
-    if let Some(server) = server {
-        if !headers.contains_key(header::SERVER) {
-            out.extend_from_slice(b"server: ");
-            out.extend_from_slice(server.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    if !headers.contains_key(header::DATE) {
-        out.extend_from_slice(b"date: ");
-        with_date(|d| out.extend_from_slice(d));
-        out.extend_from_slice(b"\r\n");
-    }
+    let (mut has_server, mut has_date) = (false, false);
     for (name, value) in headers {
+        has_server |= name == header::SERVER;
+        has_date |= name == header::DATE;
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::CONNECTION {
             // Keep `Connection: upgrade` for a 101; otherwise the framing owns these.
             if !(name == header::CONNECTION && status == StatusCode::SWITCHING_PROTOCOLS) {
@@ -197,10 +188,22 @@ pub(crate) fn write_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    if let (Some(server), false) = (server, has_server) {
+        out.extend_from_slice(b"server: ");
+        out.extend_from_slice(server.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
+        out.extend_from_slice(b"date: ");
+        with_date(|d| out.extend_from_slice(d));
+        out.extend_from_slice(b"\r\n");
+    }
     match (framing, advertised_length) {
         (Framing::Chunked, _) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         (_, Some(n)) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         _ => {}
     }
@@ -210,4 +213,55 @@ pub(crate) fn write_head(
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal (without the formatting machinery: this is once per response).
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// `n` in hexadecimal followed by CRLF, as a chunk-size line: the buffer and its used length.
+pub(crate) fn chunk_size_line(mut n: usize) -> ([u8; 18], usize) {
+    let mut line = [0u8; 18];
+    let mut i = 16;
+    loop {
+        i -= 1;
+        line[i] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    line[16] = b'\r';
+    line[17] = b'\n';
+    line.copy_within(i.., 0);
+    (line, 18 - i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_and_hex_lines() {
+        for n in [0u64, 7, 10, 13, 65535, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+        for n in [0usize, 1, 15, 16, 65532, usize::MAX] {
+            let (line, len) = chunk_size_line(n);
+            assert_eq!(&line[..len], format!("{n:x}\r\n").as_bytes());
+        }
+    }
 }
