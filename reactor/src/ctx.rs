@@ -118,6 +118,38 @@ impl<'a> LoopCtx<'a> {
     /// the connection is gone. This is how code outside a connection (another connection, a
     /// loop timer) wakes it up to act on shared state it left there: an HTTP response computed
     /// elsewhere, a message in a mailbox. The timer is cancelled when the connection ends.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::testing::Harness;
+    /// use torsion_reactor::{ConnId, Ctx, Protocol, TimerId};
+    ///
+    /// /// Wakes the connection in `TARGET` a second after any input.
+    /// struct Waker;
+    /// impl Protocol for Waker {
+    ///     fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+    ///         let _ = data;
+    ///         let target = TARGET.with(|t| t.get()).unwrap();
+    ///         assert!(cx.set_timer_for(target, Duration::from_secs(1)).is_some());
+    ///     }
+    /// }
+    /// struct Sleeper;
+    /// impl Protocol for Sleeper {
+    ///     fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
+    ///     fn timer_fired(&mut self, cx: &mut Ctx<'_>, _timer: TimerId) {
+    ///         cx.transport().write(b"woken");
+    ///     }
+    /// }
+    /// thread_local!(static TARGET: std::cell::Cell<Option<ConnId>> = const { std::cell::Cell::new(None) });
+    ///
+    /// let mut h = Harness::new();
+    /// let sleeper = h.accept(&mut |_| Some(Sleeper)).unwrap();
+    /// let waker = h.accept(&mut |_| Some(Waker)).unwrap();
+    /// TARGET.with(|t| t.set(Some(sleeper)));
+    /// h.feed(waker, b"go");
+    /// h.advance(Duration::from_secs(1));
+    /// assert_eq!(h.take_written(sleeper), b"woken");
+    /// ```
     pub fn set_timer_for(&mut self, id: ConnId, delay: Duration) -> Option<TimerId> {
         self.core.open_conn(id.0)?;
         Some(self.core.set_protocol_timer(id.0, delay))
