@@ -301,3 +301,53 @@ fn upgrade_hands_the_raw_connection_to_the_handler() {
     h.feed(id, b"more");
     assert_eq!(h.take_written(id), b"MORE");
 }
+
+/// A handler that pauses the body (flow control) gets the rest after resuming, and its `end`
+/// even when the body ended exactly at a pause.
+#[test]
+fn paused_body_resumes_and_ends() {
+    struct Sink {
+        got: u64,
+        next: u64,
+        timer: Option<TimerId>,
+    }
+    impl Handler for Sink {
+        fn request(&mut self, _hx: &mut HttpCtx<'_, '_>, _request: Request) {}
+        fn body(&mut self, hx: &mut HttpCtx<'_, '_>, data: &[u8]) {
+            self.got += data.len() as u64;
+            if self.got >= self.next {
+                self.next += 1 << 20;
+                hx.pause_body();
+                self.timer = Some(hx.set_timer(Duration::from_millis(1)));
+            }
+        }
+        fn end(&mut self, hx: &mut HttpCtx<'_, '_>) {
+            hx.respond(text(StatusCode::OK, self.got.to_string())).unwrap();
+        }
+        fn timer_fired(&mut self, hx: &mut HttpCtx<'_, '_>, timer: TimerId) {
+            if self.timer == Some(timer) {
+                hx.resume_body();
+            }
+        }
+    }
+    let mut h = Harness::new();
+    let config = Rc::new(HttpConfig::default().max_body_size(None));
+    let id = h
+        .accept(&mut move |_| {
+            Some(HttpProtocol::new(Sink { got: 0, next: 1 << 20, timer: None }, config.clone()))
+        })
+        .unwrap();
+    let total = 10u64 << 20; // a multiple of the pause step: the body ends at a pause
+    h.feed(id, format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {total}\r\n\r\n").as_bytes());
+    let block = vec![b'x'; 300_000];
+    let mut sent = 0u64;
+    while sent < total {
+        let n = (total - sent).min(block.len() as u64) as usize;
+        h.feed(id, &block[..n]);
+        sent += n as u64;
+        h.advance(Duration::from_millis(2));
+    }
+    h.advance(Duration::from_millis(2));
+    let out = String::from_utf8(h.take_written(id)).unwrap();
+    assert!(out.ends_with(&total.to_string()), "{out}");
+}

@@ -393,7 +393,10 @@ impl<H: Handler> HttpProtocol<H> {
                 }
             }
             progress |= self.st.advance(cx);
-            if !self.st.inbuf.is_empty() && !self.st.closing {
+            // A body that ended while paused still owes its `end`, with no input left.
+            let end_owed = !self.st.body_paused
+                && matches!(&self.st.read, ReadState::Body { decoder, .. } if decoder.is_done());
+            if (!self.st.inbuf.is_empty() || end_owed) && !self.st.closing {
                 let mut buf = std::mem::take(&mut self.st.inbuf);
                 let n = self.consume(cx, &buf);
                 buf.drain(..n);
@@ -403,7 +406,7 @@ impl<H: Handler> HttpProtocol<H> {
                     buf.extend_from_slice(&self.st.inbuf);
                     self.st.inbuf = buf;
                 }
-                progress |= n > 0;
+                progress |= n > 0 || end_owed;
             }
             if !progress {
                 break;
