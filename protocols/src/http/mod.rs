@@ -55,7 +55,9 @@
 //!   [`HttpCtx::write_body`], which reports a full buffer, and [`Handler::writable`] says when
 //!   to go on. While the write buffer is above its high mark the socket is not read either.
 //! * **Graceful stop** ([`HttpServer::listen`]): idle keep-alive connections close at once,
-//!   responses in flight finish within the reactor's shutdown deadline.
+//!   responses in flight finish within the reactor's shutdown deadline. (The reactor stops
+//!   reading every connection when the stop begins, so a request whose body is still arriving
+//!   then cannot complete; it is cut at the deadline.)
 //!
 //! # Upgrades (WebSocket)
 //! A handler that answers `101 Switching Protocols` takes the connection over: parsing stops

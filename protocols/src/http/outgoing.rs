@@ -110,6 +110,8 @@ impl St {
             Body::Reader { reader, .. } => {
                 if !discard {
                     let remaining = if let Framing::Length(n) = framing { Some(n) } else { None };
+                    // For the access log: the producer writes the body itself.
+                    slot.bytes += remaining.unwrap_or(0);
                     slot.reader =
                         Some(BodyProducerParts { reader, chunked: framing == Framing::Chunked, remaining });
                 }
