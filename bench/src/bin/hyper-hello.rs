@@ -45,7 +45,15 @@ fn main() -> std::io::Result<()> {
         out.flush()?;
         drop(out);
         loop {
-            let (stream, _) = listener.accept().await?;
+            // An accept error (ECONNABORTED, EMFILE) must not end the server mid-benchmark.
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let _ = http1::Builder::new()
