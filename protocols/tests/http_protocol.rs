@@ -351,3 +351,25 @@ fn paused_body_resumes_and_ends() {
     let out = String::from_utf8(h.take_written(id)).unwrap();
     assert!(out.ends_with(&total.to_string()), "{out}");
 }
+
+/// `Connection: close` from the handler's side: the response says so, and the server closes
+/// after it without reading the next request.
+#[test]
+fn connection_close_from_the_handler() {
+    struct Closing;
+    impl Handler for Closing {
+        fn request(&mut self, hx: &mut HttpCtx<'_, '_>, request: Request) {
+            assert_eq!(request.uri().path(), "/", "a request after the close was read");
+            let mut r = text(StatusCode::OK, "bye");
+            r.headers_mut().insert("connection", http::HeaderValue::from_static("close"));
+            hx.respond(r).unwrap();
+        }
+    }
+    let mut h = Harness::new();
+    let config = Rc::new(HttpConfig::default());
+    let id = h.accept(&mut move |_| Some(HttpProtocol::new(Closing, config.clone()))).unwrap();
+    h.feed(id, b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+    let out = String::from_utf8(h.take_written(id)).unwrap();
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 1, "{out}");
+    assert!(out.contains("connection: close\r\n") && h.fin_sent(id), "{out}");
+}

@@ -68,6 +68,10 @@ impl St {
                 || framing == Framing::Close
                 || self.shared.borrow().stopping);
         slot.close_after = close;
+        if close {
+            // No request after this one will be answered: stop reading them.
+            self.last_request = true;
+        }
         slot.upgrade = upgrade;
         if upgrade {
             // Nothing after this request is HTTP: stop parsing until the 101 is out.
