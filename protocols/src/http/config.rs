@@ -36,7 +36,8 @@ pub struct HttpConfig {
     pub(crate) header_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) response_timeout: Option<Duration>,
-    pub(crate) server: Option<http::HeaderValue>,
+    /// `server: <value>\r\n`, ready to copy.
+    pub(crate) server: Option<Vec<u8>>,
     pub(crate) access_log: bool,
 }
 
@@ -50,7 +51,7 @@ impl Default for HttpConfig {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             response_timeout: None,
-            server: Some(http::HeaderValue::from_static("torsion")),
+            server: Some(b"server: torsion\r\n".to_vec()),
             access_log: false,
         }
     }
@@ -112,7 +113,7 @@ impl HttpConfig {
 
     /// The `Server` header sent with each response (default `torsion`; `None`: no header).
     pub fn server_header(mut self, value: Option<http::HeaderValue>) -> Self {
-        self.server = value;
+        self.server = value.map(|v| [b"server: ", v.as_bytes(), b"\r\n"].concat());
         self
     }
 

@@ -468,6 +468,7 @@ impl<H: Handler> Protocol for HttpProtocol<H> {
     }
 
     fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        response::refresh_date();
         if self.st.inbuf.is_empty() {
             let n = self.consume(cx, data);
             self.st.inbuf.extend_from_slice(&data[n..]);
@@ -503,6 +504,7 @@ impl<H: Handler> Protocol for HttpProtocol<H> {
     }
 
     fn timer_fired(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
+        response::refresh_date();
         let wake = {
             let mut shared = self.st.shared.borrow_mut();
             let found = shared.wakes.iter().position(|&t| t == timer);
@@ -525,6 +527,7 @@ impl<H: Handler> Protocol for HttpProtocol<H> {
     }
 
     fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+        response::refresh_date();
         self.st.write_blocked = false;
         let mut hx = HttpCtx { cx, st: &mut self.st, current: None };
         self.handler.writable(&mut hx);

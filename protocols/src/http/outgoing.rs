@@ -97,7 +97,7 @@ impl St {
             advertised,
             close,
             keep_alive_10,
-            self.config.server.as_ref(),
+            self.config.server.as_deref(),
         );
         let discard = framing == Framing::None;
         slot.state = Resp::Done;

@@ -133,24 +133,52 @@ pub(crate) fn framing(
 }
 
 thread_local! {
-    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    /// `date: <IMF-fixdate>\r\n` and the second it was formatted for.
+    static DATE: RefCell<(u64, [u8; 37])> = const { RefCell::new((u64::MAX, [0; 37])) };
 }
 
-/// The `Date` value for now, formatted at most once per second per thread.
-pub(crate) fn with_date<T>(f: impl FnOnce(&[u8]) -> T) -> T {
+/// Reads the clock and reformats the cached `Date` line if the second changed. Called once
+/// per connection callback (not per response), so a batch of pipelined responses reads the
+/// clock once.
+pub(crate) fn refresh_date() {
     let now = SystemTime::now();
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     DATE.with(|cell| {
         let mut cell = cell.borrow_mut();
         if cell.0 != secs {
             let text = httpdate::fmt_http_date(now);
-            let bytes = text.as_bytes();
-            if bytes.len() == 29 {
-                cell.1.copy_from_slice(bytes);
+            if text.len() == 29 {
+                cell.1[..6].copy_from_slice(b"date: ");
+                cell.1[6..35].copy_from_slice(text.as_bytes());
+                cell.1[35..].copy_from_slice(b"\r\n");
             }
             cell.0 = secs;
         }
-        f(&cell.1)
+    });
+}
+
+/// Appends the cached `Date` line (formatting it first if this thread never did).
+fn push_date_line(out: &mut Vec<u8>) {
+    let fresh = DATE.with(|cell| cell.borrow().0 != u64::MAX);
+    if !fresh {
+        refresh_date();
+    }
+    DATE.with(|cell| out.extend_from_slice(&cell.borrow().1));
+}
+
+/// The status line for the common statuses in one piece.
+fn status_line(status: StatusCode) -> Option<&'static [u8]> {
+    Some(match status.as_u16() {
+        200 => b"HTTP/1.1 200 OK\r\n",
+        201 => b"HTTP/1.1 201 Created\r\n",
+        204 => b"HTTP/1.1 204 No Content\r\n",
+        206 => b"HTTP/1.1 206 Partial Content\r\n",
+        301 => b"HTTP/1.1 301 Moved Permanently\r\n",
+        302 => b"HTTP/1.1 302 Found\r\n",
+        304 => b"HTTP/1.1 304 Not Modified\r\n",
+        400 => b"HTTP/1.1 400 Bad Request\r\n",
+        404 => b"HTTP/1.1 404 Not Found\r\n",
+        _ => return None,
     })
 }
 
@@ -166,13 +194,18 @@ pub(crate) fn write_head(
     advertised_length: Option<u64>,
     close: bool,
     keep_alive_10: bool,
-    server: Option<&header::HeaderValue>,
+    server_line: Option<&[u8]>,
 ) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    out.reserve(160);
+    if let Some(line) = status_line(status) {
+        out.extend_from_slice(line);
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     let (mut has_server, mut has_date) = (false, false);
     for (name, value) in headers {
         has_server |= name == header::SERVER;
@@ -188,15 +221,11 @@ pub(crate) fn write_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if let (Some(server), false) = (server, has_server) {
-        out.extend_from_slice(b"server: ");
-        out.extend_from_slice(server.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    if let (Some(server_line), false) = (server_line, has_server) {
+        out.extend_from_slice(server_line);
     }
     if !has_date {
-        out.extend_from_slice(b"date: ");
-        with_date(|d| out.extend_from_slice(d));
-        out.extend_from_slice(b"\r\n");
+        push_date_line(out);
     }
     match (framing, advertised_length) {
         (Framing::Chunked, _) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
