@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 use std::time::SystemTime;
 
 use http::header::{self, HeaderValue};
@@ -65,13 +66,18 @@ impl Handler for EchoBody {
 /// Static files under `root`: `GET` and `HEAD`.
 #[derive(Debug, Clone)]
 pub struct Files {
-    root: PathBuf,
+    root: Rc<Path>,
 }
 
 impl Files {
     /// Serves files under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Files {
-        Files { root: root.into() }
+        Files { root: Rc::from(root.into()) }
+    }
+
+    /// Serves files under `root`, sharing the path (no copy per connection).
+    pub fn shared(root: Rc<Path>) -> Files {
+        Files { root }
     }
 
     fn answer(&self, request: &Request) -> Response {
@@ -125,7 +131,7 @@ impl Files {
     /// an encoded slash or NUL, anything that is not a plain name).
     fn resolve(&self, path: &str) -> Option<PathBuf> {
         let decoded = percent_decode(path)?;
-        let mut out = self.root.clone();
+        let mut out = self.root.to_path_buf();
         for component in Path::new(&decoded).components() {
             match component {
                 Component::RootDir => {}
@@ -144,16 +150,17 @@ impl Handler for Files {
 }
 
 /// The example's router: `/hello`, `POST /echo`, and (with a root) files for `GET`/`HEAD`.
-pub fn router(root: Option<&Path>) -> Router {
+/// Built per connection, from static prefixes and a shared root: a few small allocations.
+pub fn router(root: Option<&Rc<Path>>) -> Router {
     let mut router = Router::new()
         .route(Some(Method::GET), "/hello", Hello)
         .route(Some(Method::HEAD), "/hello", Hello)
         .route(Some(Method::POST), "/echo", EchoBody::default());
     if let Some(root) = root {
-        router = router.route(Some(Method::GET), "/", Files::new(root)).route(
+        router = router.route(Some(Method::GET), "/", Files::shared(root.clone())).route(
             Some(Method::HEAD),
             "/",
-            Files::new(root),
+            Files::shared(root.clone()),
         );
     }
     router

@@ -24,8 +24,9 @@
 //! curl --data-binary @Cargo.toml http://127.0.0.1:8080/echo
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use clap::Parser;
 use torsion_examples::http_files::router;
@@ -78,8 +79,8 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
     let config = HttpConfig::default()
         .access_log(args.access_log)
         .max_body_size((args.max_body > 0).then_some(args.max_body));
-    let root = args.root.clone();
-    let server = HttpServer::new(move |_peer| router(root.as_deref())).with_config(config);
+    let root: Option<Rc<Path>> = args.root.as_deref().map(Rc::from);
+    let server = HttpServer::new(move |_peer| router(root.as_ref())).with_config(config);
     let port = server.listen(&mut reactor, &addr).map_err(|e| (EXIT_USAGE, listen_error(&addr, &e)))?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 

@@ -1,6 +1,7 @@
 //! [`Router`]: picks a handler per request by method and path prefix. Routing is not the
 //! server's job; this is the small one the examples need.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use http::{Method, StatusCode};
@@ -11,7 +12,7 @@ use super::response::text;
 
 struct Route {
     method: Option<Method>,
-    prefix: String,
+    prefix: Cow<'static, str>,
     handler: Box<dyn Handler>,
 }
 
@@ -32,11 +33,16 @@ struct Route {
 ///
 /// let _router = Router::new().route(Some(Method::GET), "/hello", Hello);
 /// ```
-#[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
     /// Which route each request being read went to (index into `routes`).
     current: Option<(RequestId, usize)>,
+}
+
+impl Default for Router {
+    fn default() -> Router {
+        Router::new()
+    }
 }
 
 impl fmt::Debug for Router {
@@ -49,12 +55,18 @@ impl fmt::Debug for Router {
 impl Router {
     /// A router with no routes (everything is 404).
     pub fn new() -> Router {
-        Router::default()
+        Router { routes: Vec::with_capacity(8), current: None }
     }
 
-    /// Adds a route: requests with `method` (any, for `None`) whose path starts with `prefix`.
-    pub fn route(mut self, method: Option<Method>, prefix: &str, handler: impl Handler) -> Router {
-        self.routes.push(Route { method, prefix: prefix.to_owned(), handler: Box::new(handler) });
+    /// Adds a route: requests with `method` (any, for `None`) whose path starts with `prefix`
+    /// (a `&'static str` costs no allocation: routers are built per connection).
+    pub fn route(
+        mut self,
+        method: Option<Method>,
+        prefix: impl Into<Cow<'static, str>>,
+        handler: impl Handler,
+    ) -> Router {
+        self.routes.push(Route { method, prefix: prefix.into(), handler: Box::new(handler) });
         self
     }
 
@@ -71,7 +83,7 @@ impl Handler for Router {
     fn request(&mut self, hx: &mut HttpCtx<'_, '_>, request: Request) {
         let path = request.uri().path();
         let found = self.routes.iter().position(|r| {
-            r.method.as_ref().is_none_or(|m| m == request.method()) && path.starts_with(&r.prefix)
+            r.method.as_ref().is_none_or(|m| m == request.method()) && path.starts_with(r.prefix.as_ref())
         });
         match (found, hx.request_id()) {
             (Some(i), Some(id)) => {
