@@ -283,7 +283,6 @@ impl<H: Handler> HttpProtocol<H> {
             method: request.method().clone(),
             path: if self.st.config.access_log { request.uri().to_string() } else { String::new() },
             version: request.version(),
-
             head_request: request.method() == Method::HEAD,
             // The clock is read only when a response deadline needs it.
             started: if self.st.config.response_timeout.is_some() { cx.now() } else { self.st.idle_since },
