@@ -373,3 +373,95 @@ fn connection_close_from_the_handler() {
     assert_eq!(out.matches("HTTP/1.1 200").count(), 1, "{out}");
     assert!(out.contains("connection: close\r\n") && h.fin_sent(id), "{out}");
 }
+
+/// A streamed response waiting behind a slow one is told to stop once ~64 KiB are held for it
+/// (not buffered without bound), and hears `writable` when its turn comes.
+#[test]
+fn held_streaming_output_is_bounded_and_resumed() {
+    const TOTAL: usize = 1 << 20;
+    const PIECE: usize = 16 * 1024;
+    #[derive(Default)]
+    struct Streamer {
+        slow: Option<(TimerId, RequestId)>,
+        big: Option<RequestId>,
+        written: usize,
+        most_held: usize,
+    }
+    impl Streamer {
+        fn pump(&mut self, hx: &mut HttpCtx<'_, '_>) {
+            let Some(id) = self.big else { return };
+            while self.written < TOTAL {
+                self.written += PIECE;
+                if hx.write_body(id, &[b'b'; PIECE]).unwrap() {
+                    break;
+                }
+            }
+            if self.written >= TOTAL {
+                hx.end_body(id).unwrap();
+                self.big = None;
+            }
+        }
+    }
+    impl Handler for Streamer {
+        fn request(&mut self, hx: &mut HttpCtx<'_, '_>, request: Request) {
+            let id = hx.request_id().unwrap();
+            if request.uri().path() == "/slow" {
+                self.slow = Some((hx.set_timer(Duration::from_secs(1)), id));
+            } else {
+                hx.respond(http::Response::new(Body::Stream { length: Some(TOTAL as u64) })).unwrap();
+                self.big = Some(id);
+                self.pump(hx);
+                self.most_held = self.written;
+            }
+        }
+        fn timer_fired(&mut self, hx: &mut HttpCtx<'_, '_>, _timer: TimerId) {
+            if let Some((_, id)) = self.slow.take() {
+                hx.respond_to(id, text(StatusCode::OK, "slow")).unwrap();
+            }
+        }
+        fn writable(&mut self, hx: &mut HttpCtx<'_, '_>) {
+            self.pump(hx);
+        }
+    }
+    let mut h = Harness::new();
+    let config = Rc::new(HttpConfig::default());
+    let written = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let seen = written.clone();
+    struct Probe(Streamer, std::rc::Rc<std::cell::Cell<usize>>);
+    impl Handler for Probe {
+        fn request(&mut self, hx: &mut HttpCtx<'_, '_>, request: Request) {
+            self.0.request(hx, request);
+            self.1.set(self.0.written);
+        }
+        fn timer_fired(&mut self, hx: &mut HttpCtx<'_, '_>, timer: TimerId) {
+            self.0.timer_fired(hx, timer);
+        }
+        fn writable(&mut self, hx: &mut HttpCtx<'_, '_>) {
+            self.0.writable(hx);
+            self.1.set(self.0.written);
+        }
+    }
+    let id = h
+        .accept(&mut move |_| {
+            Some(HttpProtocol::new(Probe(Streamer::default(), seen.clone()), config.clone()))
+        })
+        .unwrap();
+    h.feed(id, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /big HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(written.get() <= 64 * 1024 + PIECE, "held {} bytes behind the slow response", written.get());
+    h.advance(Duration::from_secs(1));
+    let mut out = Vec::new();
+    loop {
+        let got = h.take_written(id);
+        if got.is_empty() {
+            break;
+        }
+        out.extend(got);
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{}", &text[..100]);
+    // The slow response first, then the second head, then the whole streamed body.
+    let slow_end = text.find("slow").unwrap() + 4;
+    let body_start = slow_end + text[slow_end..].find("\r\n\r\n").unwrap() + 4;
+    assert_eq!(out.len() - body_start, TOTAL);
+    assert!(out[body_start..].iter().all(|&b| b == b'b'));
+}

@@ -113,6 +113,8 @@ pub(crate) struct St {
     pub(super) head_started: Option<Instant>,
     /// Reused for serializing response heads.
     pub(super) scratch: Vec<u8>,
+    /// A handler was told the buffer is full while its response waited behind another.
+    pub(super) writable_owed: bool,
 }
 
 /// The HTTP/1.1 server protocol for one connection, serving with handler `H`. Usually built by
@@ -154,6 +156,7 @@ impl<H: Handler> HttpProtocol<H> {
             idle_since: Instant::now(),
             head_started: None,
             scratch: Vec::with_capacity(256),
+            writable_owed: false,
         };
         HttpProtocol { handler, st }
     }
@@ -391,7 +394,14 @@ impl<H: Handler> HttpProtocol<H> {
                     tracing::debug!(error = %e, "a responder's response was dropped");
                 }
             }
-            progress |= self.st.advance(cx);
+            let retired = self.st.advance(cx);
+            progress |= retired;
+            if retired && self.st.writable_owed {
+                // A streaming response held behind the one just retired can go on now.
+                self.st.writable_owed = false;
+                let mut hx = HttpCtx { cx, st: &mut self.st, current: None };
+                self.handler.writable(&mut hx);
+            }
             // A body that ended while paused still owes its `end`, with no input left.
             let end_owed = !self.st.body_paused
                 && matches!(&self.st.read, ReadState::Body { decoder, .. } if decoder.is_done());

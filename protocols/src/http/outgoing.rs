@@ -11,6 +11,10 @@ use super::handler::{HttpError, RequestId};
 use super::producer::BodyProducer;
 use super::response::{self, Body, Framing, Response};
 
+/// Output kept for a response waiting behind earlier ones, above which `write_body` reports
+/// the buffer full (the transport's default high watermark).
+const HELD_OUTPUT_HIGH: usize = 64 * 1024;
+
 impl St {
     /// Writes `data` for slot `i`: straight to the transport when it is the front slot and no
     /// body producer is running, else kept until the slots before it are done.
@@ -31,7 +35,12 @@ impl St {
             cx.transport().write_bytes(data)
         } else {
             self.slots[i].out.push(data);
-            cx.transport().is_write_buffer_above_high()
+            // Output held behind earlier responses counts against the same high mark: a
+            // streaming handler told to stop here hears `writable` when its turn comes.
+            let held: usize = self.slots[i].out.iter().map(Bytes::len).sum();
+            let full = held > HELD_OUTPUT_HIGH || cx.transport().is_write_buffer_above_high();
+            self.writable_owed |= full;
+            full
         }
     }
 
