@@ -63,7 +63,9 @@ impl Handler for EchoBody {
     }
 }
 
-/// Static files under `root`: `GET` and `HEAD`.
+/// Static files under `root`: `GET` and `HEAD`. Paths with `..`, encoded slashes or NUL are
+/// refused (403); symbolic links inside the root are followed (point them only where you
+/// would serve from).
 #[derive(Debug, Clone)]
 pub struct Files {
     root: Rc<Path>,

@@ -15,7 +15,9 @@ use super::producer::Hold;
 type Registry = Rc<RefCell<Vec<Weak<RefCell<Shared>>>>>;
 
 /// An HTTP/1.1 server: a [`Factory`] that builds a handler per connection with `make` and
-/// serves it with [`HttpProtocol`] under one [`HttpConfig`].
+/// serves it with [`HttpProtocol`] under one [`HttpConfig`]. A factory-level handler (one
+/// state for all connections) is a per-connection handler holding an `Rc<RefCell<_>>` that
+/// `make` clones into each: callbacks never run re-entrantly, so the borrow is always free.
 ///
 /// [`listen`](HttpServer::listen) also installs the graceful stop: when the reactor stops,
 /// idle keep-alive connections are closed at once, and connections with a request in flight
