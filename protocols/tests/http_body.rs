@@ -81,3 +81,16 @@ fn malformed_chunked_bodies_are_refused() {
     let long = format!("1;{}=1\r\n", "n".repeat(5000));
     assert_eq!(run(BodyDecoder::chunked(), &[long.as_bytes()]).err(), Some(BodyError::TooLong));
 }
+
+#[test]
+fn chunk_line_limit_at_and_over() {
+    // A chunk-size line of exactly the limit (without its CRLF) passes; one more byte fails.
+    let line_of = |len: usize| format!("1;{}=1", "n".repeat(len - 4));
+    let at = format!("{}\r\nx\r\n0\r\n\r\n", line_of(64));
+    assert_eq!(run(BodyDecoder::chunked().with_max_line(64), &[at.as_bytes()]).unwrap().0, b"x");
+    let over = format!("{}\r\nx\r\n0\r\n\r\n", line_of(65));
+    assert_eq!(
+        run(BodyDecoder::chunked().with_max_line(64), &[over.as_bytes()]).err(),
+        Some(BodyError::TooLong)
+    );
+}

@@ -1,8 +1,8 @@
 //! [`BodyDecoder`]: request bodies framed by `Content-Length` or `chunked`, as a pure push
 //! decoder (no I/O): feed it bytes, it hands back body data as slices of the input.
 
-/// Longest chunk-size line (size, extensions, CRLF) or trailer section accepted.
-const MAX_LINE: usize = 4096;
+/// Default limit on a chunk-size line (size and extensions) and on the trailer section.
+pub const DEFAULT_MAX_CHUNK_LINE: usize = 4096;
 
 /// What a body decoder found in the input it was given.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub enum BodyError {
     /// Chunk data not followed by CRLF, or a bare CR/LF in a chunk line or trailer.
     #[error("bad chunk framing")]
     Framing,
-    /// A chunk-size line or the trailer section is longer than 4 KiB.
+    /// A chunk-size line or the trailer section is longer than its limit (4 KiB by default).
     #[error("chunk line or trailers too long")]
     TooLong,
     /// A trailer field is malformed.
@@ -75,18 +75,31 @@ pub struct BodyDecoder {
     state: State,
     line: Vec<u8>,
     trailer_bytes: usize,
+    max_line: usize,
 }
 
 impl BodyDecoder {
     /// A body of exactly `length` bytes.
     pub fn length(length: u64) -> BodyDecoder {
         let state = if length == 0 { State::Done } else { State::Length { remaining: length } };
-        BodyDecoder { state, line: Vec::new(), trailer_bytes: 0 }
+        BodyDecoder { state, line: Vec::new(), trailer_bytes: 0, max_line: DEFAULT_MAX_CHUNK_LINE }
     }
 
     /// A `chunked` body.
     pub fn chunked() -> BodyDecoder {
-        BodyDecoder { state: State::Size, line: Vec::new(), trailer_bytes: 0 }
+        BodyDecoder {
+            state: State::Size,
+            line: Vec::new(),
+            trailer_bytes: 0,
+            max_line: DEFAULT_MAX_CHUNK_LINE,
+        }
+    }
+
+    /// Sets the limit on a chunk-size line and on the trailer section (default
+    /// [`DEFAULT_MAX_CHUNK_LINE`], at least 16 bytes).
+    pub fn with_max_line(mut self, bytes: usize) -> BodyDecoder {
+        self.max_line = bytes.max(16);
+        self
     }
 
     /// True once the whole body has been decoded.
@@ -145,7 +158,7 @@ impl BodyDecoder {
                         self.state = State::Done;
                     } else {
                         self.trailer_bytes += line.len() + 2;
-                        if self.trailer_bytes > MAX_LINE {
+                        if self.trailer_bytes > self.max_line {
                             return Err(BodyError::TooLong);
                         }
                         check_trailer(&line)?;
@@ -173,7 +186,7 @@ impl BodyDecoder {
         match memchr::memchr2(b'\r', b'\n', rest) {
             Some(at) if rest[at] == b'\n' => Err(BodyError::Framing),
             Some(at) => {
-                if self.line.len() + at > MAX_LINE {
+                if self.line.len() + at > self.max_line {
                     return Err(BodyError::TooLong);
                 }
                 self.line.extend_from_slice(&rest[..at]);
@@ -187,7 +200,7 @@ impl BodyDecoder {
                 }
             }
             None => {
-                if self.line.len() + rest.len() > MAX_LINE {
+                if self.line.len() + rest.len() > self.max_line {
                     return Err(BodyError::TooLong);
                 }
                 self.line.extend_from_slice(rest);

@@ -33,6 +33,7 @@ pub struct HttpConfig {
     pub(crate) max_headers: usize,
     pub(crate) max_body_size: Option<u64>,
     pub(crate) max_pipeline: usize,
+    pub(crate) max_chunk_line: usize,
     pub(crate) header_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) response_timeout: Option<Duration>,
@@ -48,6 +49,7 @@ impl Default for HttpConfig {
             max_headers: DEFAULT_MAX_HEADERS,
             max_body_size: Some(DEFAULT_MAX_BODY),
             max_pipeline: DEFAULT_MAX_PIPELINE,
+            max_chunk_line: super::body::DEFAULT_MAX_CHUNK_LINE,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             response_timeout: None,
@@ -86,6 +88,13 @@ impl HttpConfig {
     /// reading the socket until one is answered.
     pub fn max_pipeline(mut self, depth: usize) -> Self {
         self.max_pipeline = depth.max(1);
+        self
+    }
+
+    /// Limit on a chunk-size line (size plus extensions) and on a chunked body's trailer
+    /// section, in bytes (default 4 KiB); over it the request gets 400 and the connection closes.
+    pub fn max_chunk_line(mut self, bytes: usize) -> Self {
+        self.max_chunk_line = bytes.max(16);
         self
     }
 

@@ -302,7 +302,7 @@ impl<H: Handler> HttpProtocol<H> {
         let decoder = match framing {
             BodyFraming::None => None,
             BodyFraming::Length(n) => Some(BodyDecoder::length(n)),
-            BodyFraming::Chunked => Some(BodyDecoder::chunked()),
+            BodyFraming::Chunked => Some(BodyDecoder::chunked().with_max_line(self.st.config.max_chunk_line)),
         };
         if let Some(decoder) = decoder {
             self.st.read = ReadState::Body { id, decoder, received: 0, buffered: None };

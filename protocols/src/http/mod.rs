@@ -80,7 +80,7 @@ mod response;
 mod router;
 mod server;
 
-pub use body::{BodyDecoder, BodyError, Decoded};
+pub use body::{BodyDecoder, BodyError, Decoded, DEFAULT_MAX_CHUNK_LINE};
 pub use config::{
     HttpConfig, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEAD,
     DEFAULT_MAX_HEADERS, DEFAULT_MAX_PIPELINE,
