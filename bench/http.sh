@@ -36,6 +36,9 @@ start() {
     local name=$1
     shift
     local out=$WORK/$name.out
+    # Removed first: the previous run's file would otherwise announce the old port until the
+    # new process has opened (and truncated) it.
+    rm -f "$out"
     "${PIN_SERVER[@]}" "$@" >"$out" 2>"$WORK/$name.err" &
     PID=$!
     PIDS+=("$PID")
@@ -65,7 +68,13 @@ measure() {
     "${PIN_LOADGEN[@]}" wrk -t1 -c100 -d1 "${extra[@]}" "http://$ADDR/hello" >/dev/null 2>&1 || true
     local before after report requests rps
     before=$(cpu_ticks "$PID")
-    report=$("${PIN_LOADGEN[@]}" timeout $((${DURATION%.*} + 30)) wrk -t1 -c100 -d"$DURATION" "${extra[@]}" "http://$ADDR/hello")
+    if ! report=$("${PIN_LOADGEN[@]}" timeout $((${DURATION%.*} + 30)) wrk -t1 -c100 -d"$DURATION" "${extra[@]}" "http://$ADDR/hello" 2>&1); then
+        note "$name $scenario: wrk failed: $report"
+        kill -0 "$PID" 2>/dev/null && note "$name is still running" || note "$name has exited"
+        tail -5 "$WORK/$name.err" >&2
+        stop_pid "$PID"
+        return 1
+    fi
     after=$(cpu_ticks "$PID")
     stop_pid "$PID"
     if grep -q "Non-2xx\|Socket errors: connect [1-9]" <<<"$report"; then
@@ -83,8 +92,11 @@ RESULTS=$WORK/results
 for scenario in keepalive pipelined16 close; do
     for round in $(seq "$REPEAT"); do
         note "$scenario round $round/$REPEAT"
-        measure hyper "$scenario" "$TARGET/release/hyper-hello" --listen 127.0.0.1:0 >>"$RESULTS"
-        measure torsion "$scenario" "$TARGET/release/http-server" --listen 127.0.0.1:0 --access-log false >>"$RESULTS"
+        # A failed run (reported above) is retried once; a second failure ends the script.
+        measure hyper "$scenario" "$TARGET/release/hyper-hello" --listen 127.0.0.1:0 >>"$RESULTS" ||
+            measure hyper "$scenario" "$TARGET/release/hyper-hello" --listen 127.0.0.1:0 >>"$RESULTS"
+        measure torsion "$scenario" "$TARGET/release/http-server" --listen 127.0.0.1:0 --access-log false >>"$RESULTS" ||
+            measure torsion "$scenario" "$TARGET/release/http-server" --listen 127.0.0.1:0 --access-log false >>"$RESULTS"
     done
     if [[ -x $TWISTED_PY ]] && "$TWISTED_PY" -c 'import twisted.web' 2>/dev/null; then
         measure twisted.web "$scenario" "$TWISTED_PY" bench/twisted_web.py >>"$RESULTS"
