@@ -56,6 +56,7 @@ use tracing_subscriber::EnvFilter;
 
 pub mod chat;
 pub mod guide;
+pub mod http_files;
 pub mod pool_cli;
 pub mod proxy;
 pub mod tls_cli;

@@ -9,6 +9,7 @@
 //!   (total and per peer IP) and token-bucket throttling.
 //! * [`wire`]: the toys: [`Echo`], Discard, Chargen, Daytime, QOTD.
 //! * [`FileSender`]: a pull producer that streams any `impl Read` in 16 KiB chunks.
+//! * [`http`]: an HTTP/1.1 server protocol (strict, pipelined, flow-controlled).
 //!
 //! A line-echo protocol is a handler and one line of glue. [`LineReceiver`] ends lines at
 //! `\r\n` only, as Twisted does; for people typing into `nc` (which sends a bare `\n`) pick
@@ -33,6 +34,7 @@
 
 mod file_sender;
 pub mod framing;
+pub mod http;
 pub mod policies;
 pub mod wire;
 

@@ -113,6 +113,48 @@ impl<'a> LoopCtx<'a> {
         Some(Transport::new(self.core, id.0))
     }
 
+    /// Fires [`Protocol::timer_fired`](crate::Protocol::timer_fired) on the protocol of
+    /// connection `id` after `delay`, like that connection's own [`Ctx::set_timer`]; `None` if
+    /// the connection is gone. This is how code outside a connection (another connection, a
+    /// loop timer) wakes it up to act on shared state it left there: an HTTP response computed
+    /// elsewhere, a message in a mailbox. The timer is cancelled when the connection ends.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::testing::Harness;
+    /// use torsion_reactor::{ConnId, Ctx, Protocol, TimerId};
+    ///
+    /// /// Wakes the connection in `TARGET` a second after any input.
+    /// struct Waker;
+    /// impl Protocol for Waker {
+    ///     fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+    ///         let _ = data;
+    ///         let target = TARGET.with(|t| t.get()).unwrap();
+    ///         assert!(cx.set_timer_for(target, Duration::from_secs(1)).is_some());
+    ///     }
+    /// }
+    /// struct Sleeper;
+    /// impl Protocol for Sleeper {
+    ///     fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
+    ///     fn timer_fired(&mut self, cx: &mut Ctx<'_>, _timer: TimerId) {
+    ///         cx.transport().write(b"woken");
+    ///     }
+    /// }
+    /// thread_local!(static TARGET: std::cell::Cell<Option<ConnId>> = const { std::cell::Cell::new(None) });
+    ///
+    /// let mut h = Harness::new();
+    /// let sleeper = h.accept(&mut |_| Some(Sleeper)).unwrap();
+    /// let waker = h.accept(&mut |_| Some(Waker)).unwrap();
+    /// TARGET.with(|t| t.set(Some(sleeper)));
+    /// h.feed(waker, b"go");
+    /// h.advance(Duration::from_secs(1));
+    /// assert_eq!(h.take_written(sleeper), b"woken");
+    /// ```
+    pub fn set_timer_for(&mut self, id: ConnId, delay: Duration) -> Option<TimerId> {
+        self.core.open_conn(id.0)?;
+        Some(self.core.set_protocol_timer(id.0, delay))
+    }
+
     /// Runs `f` after `delay` (on the reactor's clock), independent of any connection.
     pub fn call_later(&mut self, delay: Duration, f: impl FnOnce(&mut LoopCtx<'_>) + 'static) -> TimerId {
         self.core.call_later(delay, Box::new(f))

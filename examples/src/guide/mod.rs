@@ -25,6 +25,7 @@
 //! | [11. Child processes and standard I/O](ch11_processes) | `exec-server`, `echo-client` |
 //! | [12. Endpoints, names, reconnecting, blocking work](ch12_endpoints) | `echo-client --reconnect` |
 //! | [13. Every core](ch13_many_cores) | `echo-server --threads 0` |
+//! | [14. An HTTP/1.1 server](ch14_http) | `http-server` |
 //! | [15. TLS](ch15_tls) | any server with `--tls-cert/--tls-key` |
 //!
 //! If you know another framework, skim [coming from Twisted](from_twisted) or
@@ -54,6 +55,7 @@ pub mod ch10_udp;
 pub mod ch11_processes;
 pub mod ch12_endpoints;
 pub mod ch13_many_cores;
+pub mod ch14_http;
 pub mod ch15_tls;
 pub mod from_tokio;
 pub mod from_twisted;
