@@ -28,7 +28,8 @@
 //! files, so it has calls of its own. An `Address` converts into either endpoint kind.
 
 use torsion_transports::{
-    Address, ClientEndpoint, InheritedKind, ListenOptions, ServerEndpoint, SystemdDomain, UnixListenOptions,
+    rustls, Address, ClientEndpoint, InheritedKind, ListenOptions, ServerEndpoint, SystemdDomain, TlsRole,
+    UnixListenOptions,
 };
 
 use crate::accept::ListeningPort;
@@ -80,8 +81,24 @@ impl Reactor {
             ServerEndpoint::Systemd { domain, index } => {
                 self.listen_inherited(*index, inherited_kind(*domain)?, factory)
             }
-            ServerEndpoint::Ssl { .. } => {
-                Err(Error::Unsupported { what: "ssl: endpoints (TLS) in this build" })
+            ServerEndpoint::Ssl { backlog, private_key, cert_key, extra_cert_chain, .. } => {
+                let Some(Address::Inet(addr)) = endpoint.address() else {
+                    unreachable!("ssl has an address")
+                };
+                let config = torsion_transports::server_config_from_pem_chain(
+                    cert_key,
+                    private_key,
+                    extra_cert_chain.as_deref(),
+                )?;
+                let mut options = ListenOptions::default();
+                if let Some(backlog) = backlog {
+                    options = options.backlog(backlog_arg(*backlog));
+                }
+                let port = self.listen_tcp_with(addr, &options, factory)?;
+                if let Some(listener) = self.world.core.listener_mut(port.id.0) {
+                    listener.tls = Some(std::sync::Arc::new(config));
+                }
+                Ok(port)
             }
             _ => Err(Error::Unsupported { what: "this kind of server endpoint" }),
         }
@@ -131,8 +148,35 @@ impl LoopCtx<'_> {
                     .connect(Address::Unix(addr.clone()), Box::new(factory), timeout)
                     .map(Connecting::Conn)
             }
-            ClientEndpoint::Tls { .. } => {
-                Err(Error::Unsupported { what: "tls: endpoints (TLS) in this build" })
+            ClientEndpoint::Tls { host, port, ca_certs_dir, timeout, bind_address } => {
+                let timeout = timeout.unwrap_or(default_timeout);
+                let config = match ca_certs_dir {
+                    Some(dir) => torsion_transports::client_config_with_ca_dir(dir)?,
+                    None => torsion_transports::client_config_webpki(),
+                };
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(bare.to_owned()).map_err(|_| {
+                    Error::Unsupported { what: "a TLS server name that is neither a DNS name nor an IP" }
+                })?;
+                let role = TlsRole::Client(std::sync::Arc::new(config), name);
+                match bare.parse::<std::net::IpAddr>() {
+                    Ok(ip) => {
+                        let addr = Address::Inet(std::net::SocketAddr::new(ip, *port));
+                        self.core
+                            .connect_with(addr, *bind_address, Box::new(factory), timeout, Some(role))
+                            .map(Connecting::Conn)
+                    }
+                    Err(_) if bind_address.is_some() => {
+                        Err(Error::Unsupported { what: "bindAddress with a host name" })
+                    }
+                    Err(_) => Ok(Connecting::Host(self.connect_host_with(
+                        host,
+                        *port,
+                        factory,
+                        timeout,
+                        Some(role),
+                    ))),
+                }
             }
             _ => Err(Error::Unsupported { what: "this kind of client endpoint" }),
         }

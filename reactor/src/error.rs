@@ -74,6 +74,9 @@ pub enum Error {
         /// What went wrong.
         source: torsion_transports::TlsFailure,
     },
+    /// TLS material named by an endpoint (`ssl:`, `tls:`) could not be loaded.
+    #[error(transparent)]
+    TlsConfig(#[from] torsion_transports::TlsConfigError),
     /// A TLS session could not be started (rustls refused the configuration).
     #[error("cannot start TLS: {0}")]
     TlsSetup(torsion_transports::rustls::Error),

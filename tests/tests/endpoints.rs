@@ -196,3 +196,42 @@ fn connect_endpoint_says_which_kind_of_connection_it_started() {
     drop(reactor);
     server.stop();
 }
+
+#[test]
+fn ssl_and_tls_endpoints_serve_and_connect_over_tls() {
+    let pki = torsion_tests::tls::Pki::new();
+    let endpoint = format!(
+        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}",
+        pki.server.key_pem.display(),
+        pki.server.cert_pem.display()
+    );
+    let (server, addr) = serve(&endpoint);
+    let Address::Inet(inet) = &addr else { unreachable!() };
+    // trustRoots: a directory holding only our CA.
+    let roots = TempPath::new("roots");
+    std::fs::create_dir_all(roots.path()).unwrap();
+    std::fs::copy(&pki.ca_pem, roots.path().join("ca.pem")).unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        let outcome =
+            connect(&format!("tls:host={host}:port={}:trustRoots={}", inet.port(), roots.path().display()));
+        assert!(outcome.failed.is_none(), "{host}: {:?}", outcome.failed);
+        // connection_made runs after the handshake: the local address is there.
+        assert!(outcome.local.is_some(), "{host}");
+    }
+    // Without our CA (the public web roots), the handshake fails with a typed error.
+    let untrusted = connect(&format!("tls:host=localhost:port={}", inet.port()));
+    assert!(untrusted.failed.is_some() && untrusted.local.is_none());
+    server.stop();
+    let _ = std::fs::remove_file(roots.path().join("ca.pem"));
+    let _ = std::fs::remove_dir(roots.path());
+}
+
+#[test]
+fn an_ssl_endpoint_with_a_missing_key_file_is_a_typed_error() {
+    let mut reactor = Reactor::new().unwrap();
+    let endpoint: ServerEndpoint =
+        "ssl:0:interface=127.0.0.1:privateKey=/nonexistent/key.pem".parse().unwrap();
+    let err = reactor.listen_endpoint(&endpoint, |_peer: Address| Some(Echo)).unwrap_err();
+    assert!(matches!(err, Error::TlsConfig(_)), "{err:?}");
+    assert!(err.to_string().contains("/nonexistent/key.pem"), "{err}");
+}

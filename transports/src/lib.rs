@@ -73,8 +73,9 @@ pub use tls::{
     TlsFailure, TlsRole, TlsStream, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_TLS_CLOSE_TIMEOUT, TLS_WRITE_BATCH,
 };
 pub use tls_config::{
-    client_config_webpki, client_config_with_ca, client_config_with_roots, load_certs, load_private_key,
-    server_config_from_pem, tls_provider, TlsConfigError,
+    client_config_webpki, client_config_with_ca, client_config_with_ca_dir, client_config_with_roots,
+    load_certs, load_private_key, server_config_from_pem, server_config_from_pem_chain, tls_provider,
+    TlsConfigError,
 };
 pub use udp::{bind_udp, RecvOutcome, SendOutcome, UdpOptions, UdpSocket, DEFAULT_MAX_DATAGRAM};
 pub use unix::{

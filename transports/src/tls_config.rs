@@ -76,6 +76,49 @@ pub fn server_config_from_pem(cert: &Path, key: &Path) -> Result<ServerConfig, T
         .with_single_cert(certs, key)?)
 }
 
+/// [`server_config_from_pem`] with the intermediate certificates of `extra_chain` appended to
+/// the chain (Twisted's `extraCertChain`).
+pub fn server_config_from_pem_chain(
+    cert: &Path,
+    key: &Path,
+    extra_chain: Option<&Path>,
+) -> Result<ServerConfig, TlsConfigError> {
+    let mut certs = load_certs(cert)?;
+    if let Some(extra) = extra_chain {
+        certs.extend(load_certs(extra)?);
+    }
+    let key = load_private_key(key)?;
+    Ok(ServerConfig::builder_with_provider(tls_provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?)
+}
+
+/// A client configuration trusting every certificate in the PEM files (`*.pem`, `*.crt`) of a
+/// directory (Twisted's `trustRoots`/`caCertsDir`). A directory with none is an error.
+pub fn client_config_with_ca_dir(dir: &Path) -> Result<ClientConfig, TlsConfigError> {
+    let mut roots = RootCertStore::empty();
+    let entries = std::fs::read_dir(dir).map_err(|e| TlsConfigError::Pem {
+        what: "CA certificates",
+        path: dir.to_owned(),
+        source: rustls::pki_types::pem::Error::Io(e),
+    })?;
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pem" || x == "crt"))
+        .collect();
+    files.sort();
+    for file in &files {
+        for cert in load_certs(file)? {
+            roots.add(cert)?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(TlsConfigError::NoCertificates { path: dir.to_owned() });
+    }
+    Ok(client_config_with_roots(roots))
+}
+
 /// A client configuration trusting the public web roots (webpki-roots).
 pub fn client_config_webpki() -> ClientConfig {
     let roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };

@@ -179,7 +179,7 @@ pub enum ClientEndpoint {
         /// The port, `1..=65535`.
         port: u16,
         /// A directory of PEM CA certificates to trust (`trustRoots`, or `caCertsDir`); `None`
-        /// is the platform's trust store.
+        /// is the public web roots (webpki-roots).
         ca_certs_dir: Option<PathBuf>,
         /// The connect timeout; `None` is the connector's default.
         timeout: Option<Duration>,
