@@ -1,6 +1,7 @@
-//! Every example takes the same endpoint forms on its command line: `--help` shows them
-//! (`HOST:PORT`, `[V6]:PORT`, `unix:PATH`, `unix:@NAME`), and a malformed Unix endpoint is a
-//! startup error: one line on stderr, exit code 2, nothing on stdout.
+//! Every example takes Twisted endpoint strings on its command line: `--help` shows the grammar
+//! (today's `HOST:PORT`, `[V6]:PORT`, `unix:PATH`, `unix:@NAME` and the typed forms), and a
+//! malformed endpoint is a startup error naming the bad field: one line on stderr, exit code 2,
+//! nothing on stdout.
 
 mod common;
 
@@ -25,7 +26,12 @@ fn every_help_shows_the_endpoint_forms() {
         assert_eq!(out.status.code(), Some(0), "{program}: exit status {}", out.status);
         let help = text(&out.stdout);
         assert!(help.contains(option), "{program}: {help}");
-        for form in ["HOST:PORT", "[V6]:PORT", "unix:PATH", "unix:@NAME"] {
+        let typed: &[&str] = if option == "--listen" {
+            &["tcp:PORT", "tcp6:", "ssl:PORT", "systemd:domain="]
+        } else {
+            &["tcp:host=", "tls:host="]
+        };
+        for form in ["HOST:PORT", "[V6]:PORT", "unix:PATH", "unix:@NAME"].iter().chain(typed) {
             assert!(help.contains(form), "{program} --help does not show {form}: {help}");
         }
     }
@@ -34,7 +40,10 @@ fn every_help_shows_the_endpoint_forms() {
 #[test]
 fn a_malformed_unix_endpoint_exits_2_with_one_line() {
     let long = format!("unix:/{}", "x".repeat(200));
-    let cases: [(&str, Vec<&str>); 6] = [
+    let cases: [(&str, Vec<&str>); 9] = [
+        (ECHO, vec!["--listen", "tcp:99999"]),
+        (ECHO, vec!["--listen", "tcp:80:backlog=lots"]),
+        (CLIENT, vec!["--connect", "tcp:host=127.0.0.1:port=0", "--message", "hi"]),
         (ECHO, vec!["--listen", "unix:"]),
         (CHAT, vec!["--listen", "unix:@"]),
         (FRAME, vec!["--framing", "line", "--listen", "unix:"]),
@@ -47,7 +56,10 @@ fn a_malformed_unix_endpoint_exits_2_with_one_line() {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{program} {args:?}: exit status {}; {stderr:?}", out.status);
         assert_eq!(stderr.lines().count(), 1, "{program} {args:?}: one line on stderr: {stderr:?}");
-        assert!(stderr.contains("bad address"), "{program} {args:?}: {stderr:?}");
+        assert!(
+            stderr.contains("bad endpoint") || stderr.contains("bad address"),
+            "{program} {args:?}: {stderr:?}"
+        );
         assert!(out.stdout.is_empty(), "{program} {args:?}: {:?}", text(&out.stdout));
     }
 }

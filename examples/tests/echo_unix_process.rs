@@ -74,8 +74,17 @@ fn a_second_echo_server_on_a_live_unix_path_exits_2_and_leaves_the_first_alone()
     assert_eq!(out.status.code(), Some(2), "exit status {}; stderr: {stderr:?}", out.status);
     assert_eq!(stderr.lines().count(), 1, "exactly one line on stderr: {stderr:?}");
     assert!(stderr.contains(&socket.endpoint()), "the message names the address: {stderr:?}");
-    assert!(stderr.contains("in use"), "the message says why: {stderr:?}");
+    // `unix:PATH` takes a lock file by default (Twisted's `lockfile=1`): the live first server
+    // holds it. Without one (`:lockfile=0`) the live socket itself is found in use.
+    assert!(stderr.contains("held by live process"), "the message says why: {stderr:?}");
     assert!(out.stdout.is_empty(), "no `listening on` line: {:?}", text(&out.stdout));
+    let unlocked = run_bounded(
+        command(SERVER, &["--listen", &format!("{}:lockfile=0", socket.endpoint())]),
+        "a second echo-server without a lock file",
+    );
+    let stderr = text(&unlocked.stderr);
+    assert_eq!(unlocked.status.code(), Some(2), "exit status {}; stderr: {stderr:?}", unlocked.status);
+    assert!(stderr.contains("in use"), "the message says why: {stderr:?}");
 
     // The first server's file is the same file, and it still answers.
     assert!(is_socket(&socket.path));

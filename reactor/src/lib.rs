@@ -150,9 +150,9 @@ pub use reconnect::{Backoff, ClientService, Target};
 pub use threads::JobError;
 pub use timers::TimerId;
 pub use torsion_transports::{
-    client_config_webpki, client_config_with_ca, client_config_with_roots, rustls, server_config_from_pem,
-    tls_provider, TlsConfigError, TlsFailure, TlsRole, TlsStream, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_TLS_CLOSE_TIMEOUT,
+    client_config_webpki, client_config_with_ca, client_config_with_ca_dir, client_config_with_roots, rustls,
+    server_config_from_pem, server_config_from_pem_chain, tls_provider, TlsConfigError, TlsFailure, TlsRole,
+    TlsStream, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_TLS_CLOSE_TIMEOUT,
 };
 pub use torsion_transports::{
     Address, AddressParseError, ClientEndpoint, EndpointParseError, InheritedKind, ListenOptions,

@@ -38,8 +38,7 @@ use clap::builder::TypedValueParser as _;
 use clap::Parser;
 use torsion_examples::chat::{self, ChatConfig, ChatServer, DEFAULT_MAX_CLIENTS};
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, parse_endpoint, run_failure, startup_failure, EXIT_FAILURE,
-    EXIT_USAGE,
+    announce_listening, exit_with, init_logging, run_failure, startup_failure, EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::{Address, Reactor, UnixAddr};
 use tracing::info;
@@ -50,9 +49,10 @@ use tracing::info;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `unix:@NAME` (Linux
-    /// abstract socket). Port 0 picks a free port; the first line of stdout tells which.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    /// Where to listen: an endpoint such as `HOST:PORT`, `[V6]:PORT`, `tcp:PORT`, `unix:PATH`,
+    /// `unix:@NAME`, `ssl:PORT:...` or `systemd:...` (--help shows the grammar). Port 0 picks a
+    /// free port; the first line of stdout tells which.
+    #[arg(long, value_name = "ENDPOINT", default_value = "127.0.0.1:8000", long_help = torsion_examples::endpoint_cli::SERVER_HELP)]
     listen: String,
     #[command(flatten)]
     tls: torsion_examples::tls_cli::TlsServerArgs,
@@ -85,7 +85,8 @@ fn main() -> ExitCode {
 
 /// Runs the server until a signal stops it. Errors carry the exit code and a one-line message.
 fn serve(args: &Args) -> Result<(), (i32, String)> {
-    let addr = parse_endpoint(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let endpoint = torsion_examples::endpoint_cli::parse_server(&args.listen)
+        .map_err(|message| (EXIT_USAGE, message))?;
 
     let config = ChatConfig {
         max_clients: args.max_clients,
@@ -98,7 +99,7 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
     // The factory owns the room; every protocol it builds shares it.
     let server = ChatServer::new(config);
     let room = server.room();
-    let port = torsion_examples::tls_cli::listen_maybe_tls(&mut reactor, &addr, args.tls.config()?, server)?;
+    let port = torsion_examples::endpoint_cli::listen(&mut reactor, &endpoint, args.tls.config()?, server)?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
     // On SIGINT/SIGTERM, before any connection is closed: tell everyone why.
     let announcer = room.clone();

@@ -42,12 +42,14 @@ use std::sync::Arc;
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use torsion_examples::{
-    error_text, exit_with, init_logging, io_error_text, parse_endpoint, run_failure, startup_failure,
-    LineBuffer, EXIT_FAILURE, EXIT_USAGE,
+    error_text, exit_with, init_logging, io_error_text, run_failure, startup_failure, LineBuffer,
+    EXIT_FAILURE, EXIT_USAGE,
 };
+use torsion_reactor::rustls::pki_types::ServerName;
+use torsion_reactor::rustls::ClientConfig;
 use torsion_reactor::{
-    Address, ClientFactory, ClientService, ConnId, Ctx, DisconnectReason, Error, LoopCtx, Protocol, Reactor,
-    TransportError,
+    Address, ClientEndpoint, ClientFactory, ClientService, ConnId, Ctx, DisconnectReason, Error, LoopCtx,
+    Protocol, Reactor, Target, TransportError,
 };
 use tracing::{debug, info, warn};
 
@@ -59,9 +61,10 @@ use tracing::{debug, info, warn};
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address of the echo server: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `unix:@NAME` (Linux
-    /// abstract socket).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    /// The echo server: a client endpoint such as `HOST:PORT`, `[V6]:PORT`, `unix:PATH`,
+    /// `unix:@NAME`, `tcp:host=HOST:port=PORT[:timeout=S]` or `tls:host=HOST:port=PORT`
+    /// (--help shows the grammar). A host name is resolved off the loop (Happy Eyeballs).
+    #[arg(long, value_name = "ENDPOINT", default_value = "127.0.0.1:8000", long_help = torsion_examples::endpoint_cli::CLIENT_HELP)]
     connect: String,
     /// Connect over TLS, verifying the server against --ca (default: the public web roots).
     #[arg(long)]
@@ -112,7 +115,8 @@ struct Outcome {
 #[derive(Debug)]
 struct EchoClientFactory {
     mode: Mode,
-    addr: Address,
+    /// The endpoint as typed, for messages.
+    label: String,
     outcome: Rc<RefCell<Outcome>>,
     link: Rc<RefCell<Link>>,
 }
@@ -129,7 +133,7 @@ impl ClientFactory for EchoClientFactory {
     }
 
     fn client_connection_failed(&mut self, cx: &mut LoopCtx<'_>, reason: Error) {
-        self.outcome.borrow_mut().connect_error = Some(connect_error(&self.addr, &reason));
+        self.outcome.borrow_mut().connect_error = Some(connect_error(&self.label, &reason));
         cx.stop_reactor();
     }
 }
@@ -373,6 +377,47 @@ impl Protocol for StdinSide {
     }
 }
 
+/// The connect timeout an endpoint sets (`timeout=S`), if any.
+fn endpoint_timeout(endpoint: &ClientEndpoint) -> Option<std::time::Duration> {
+    match endpoint {
+        ClientEndpoint::Tcp { timeout, .. }
+        | ClientEndpoint::Unix { timeout, .. }
+        | ClientEndpoint::Tls { timeout, .. } => *timeout,
+        _ => None,
+    }
+}
+
+/// What a `ClientService` connects to for `--reconnect`: an address, or a host name raced at
+/// every attempt; a `tls:` endpoint brings its TLS settings.
+type ServiceTls = Option<(ServerName<'static>, Arc<ClientConfig>)>;
+fn service_target(endpoint: &ClientEndpoint, tls: ServiceTls) -> Result<(Target, ServiceTls), (i32, String)> {
+    let host_target = |host: &str, port: u16| match host.trim_start_matches('[').trim_end_matches(']').parse()
+    {
+        Ok(ip) => Target::Address(Address::Inet(std::net::SocketAddr::new(ip, port))),
+        Err(_) => Target::Host(host.to_owned(), port),
+    };
+    match endpoint {
+        ClientEndpoint::Tcp { bind_address: Some(_), .. }
+        | ClientEndpoint::Tls { bind_address: Some(_), .. } => {
+            Err((EXIT_USAGE, "bindAddress is not supported with --reconnect".into()))
+        }
+        ClientEndpoint::Tcp { host, port, .. } => Ok((host_target(host, *port), tls)),
+        ClientEndpoint::Unix { addr, .. } => Ok((Target::Address(Address::Unix(addr.clone())), tls)),
+        ClientEndpoint::Tls { host, port, ca_certs_dir, .. } => {
+            let config = match ca_certs_dir {
+                Some(dir) => Arc::new(
+                    torsion_reactor::client_config_with_ca_dir(dir)
+                        .map_err(|e| (EXIT_USAGE, e.to_string()))?,
+                ),
+                None => torsion_examples::tls_cli::client_config(None)?,
+            };
+            let name = torsion_examples::tls_cli::server_name(None, &format!("{host}:0"))?;
+            Ok((host_target(host, *port), Some((name, config))))
+        }
+        other => Err((EXIT_USAGE, format!("unsupported endpoint {other}"))),
+    }
+}
+
 /// Prints lines to stdout, each followed by `\n`, and flushes.
 fn print_lines(lines: &[Vec<u8>]) -> io::Result<()> {
     let mut out = io::stdout().lock();
@@ -385,7 +430,7 @@ fn print_lines(lines: &[Vec<u8>]) -> io::Result<()> {
 
 /// `cannot connect to 127.0.0.1:8000: Connection refused`,
 /// `cannot connect to unix:/tmp/echo.sock: No such file or directory`.
-fn connect_error(addr: &Address, error: &Error) -> String {
+fn connect_error(addr: &str, error: &Error) -> String {
     match error {
         Error::ConnectFailed { source, .. }
         | Error::Transport(
@@ -411,7 +456,9 @@ fn main() -> ExitCode {
 /// Connects, runs the reactor until the connection is over, and judges how it went. Errors
 /// carry the exit code and a one-line message.
 fn run(args: &Args) -> Result<(), (i32, String)> {
-    let addr = parse_endpoint(&args.connect).map_err(|message| (EXIT_USAGE, message))?;
+    let endpoint = torsion_examples::endpoint_cli::parse_client(&args.connect)
+        .map_err(|message| (EXIT_USAGE, message))?;
+    let addr = args.connect.clone();
     let mode = match &args.message {
         None => Mode::Stdin,
         Some(text) => {
@@ -428,7 +475,7 @@ fn run(args: &Args) -> Result<(), (i32, String)> {
     let link = Rc::new(RefCell::new(Link::new(args.reconnect)));
     let factory = EchoClientFactory {
         mode: mode.clone(),
-        addr: addr.clone(),
+        label: addr.clone(),
         outcome: outcome.clone(),
         link: link.clone(),
     };
@@ -439,21 +486,28 @@ fn run(args: &Args) -> Result<(), (i32, String)> {
     } else {
         None
     };
+    if let Some(timeout) = endpoint_timeout(&endpoint) {
+        reactor.set_connect_timeout(timeout);
+    }
     if args.reconnect {
         // The service owns the retries; the factory's failure hook is not used then.
-        let target = addr.clone();
-        let mut service = ClientService::new(addr.clone(), factory)
-            .on_failure(move |_cx, e| warn!("{}; retrying", connect_error(&target, e)))
+        let (target, tls) = service_target(&endpoint, tls)?;
+        let label = addr.clone();
+        let mut service = ClientService::new(target, factory)
+            .on_failure(move |_cx, e| warn!("{}; retrying", connect_error(&label, e)))
             .on_connected(|_cx, id| info!(?id, "connected"));
         if let Some((name, config)) = tls {
             service = service.with_tls(name, config);
         }
         service.start(&mut reactor);
     } else {
-        // TCP or Unix: `connect` takes either kind of address.
+        // Any endpoint: TCP (a literal, or a name raced with Happy Eyeballs), Unix, TLS.
         let started = match tls {
-            Some((name, config)) => reactor.connect_tls(addr.clone(), name, config, factory),
-            None => reactor.connect(addr.clone(), factory),
+            Some((name, config)) => {
+                let address = torsion_examples::endpoint_cli::client_address(&endpoint)?;
+                reactor.connect_tls(address, name, config, factory).map(drop)
+            }
+            None => reactor.connect_endpoint(&endpoint, factory).map(drop),
         };
         started.map_err(|e| (EXIT_FAILURE, connect_error(&addr, &e)))?;
     }

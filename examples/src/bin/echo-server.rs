@@ -34,8 +34,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use torsion_examples::pool_cli::serve_on_pool;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, parse_endpoint, run_failure, startup_failure, EXIT_FAILURE,
-    EXIT_USAGE,
+    announce_listening, exit_with, init_logging, run_failure, startup_failure, EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_protocols::Echo;
 use torsion_reactor::{Address, Reactor};
@@ -45,10 +44,10 @@ use tracing::{debug, info};
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `unix:@NAME` (Linux
-    /// abstract socket). Port 0 picks a free port; the first line of stdout tells which. A stale
-    /// socket file at PATH is replaced; a live server there is an error.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    /// Where to listen: an endpoint such as `HOST:PORT`, `[V6]:PORT`, `tcp:PORT`, `unix:PATH`,
+    /// `unix:@NAME`, `ssl:PORT:...` or `systemd:...` (--help shows the grammar). Port 0 picks a
+    /// free port; the first line of stdout tells which.
+    #[arg(long, value_name = "ENDPOINT", default_value = "127.0.0.1:8000", long_help = torsion_examples::endpoint_cli::SERVER_HELP)]
     listen: String,
 
     /// Reactor threads: 1 runs one reactor on the main thread; N > 1 runs N reactors, each
@@ -68,15 +67,21 @@ fn main() -> ExitCode {
 
 /// Runs the server until a signal stops it. Errors carry the exit code and a one-line message.
 fn serve(args: &Args) -> Result<(), (i32, String)> {
-    let addr = parse_endpoint(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let endpoint = torsion_examples::endpoint_cli::parse_server(&args.listen)
+        .map_err(|message| (EXIT_USAGE, message))?;
     if args.threads != 1 {
         // Every core: the same factory, built once per reactor thread.
-        return serve_on_pool(&addr, args.threads, "echo server", |_reactor| {
-            |peer: Address| {
-                debug!(%peer, "accepted a connection");
-                Some(Echo)
-            }
-        });
+        return serve_on_pool(
+            &torsion_examples::endpoint_cli::pool_address(&endpoint)?,
+            args.threads,
+            "echo server",
+            |_reactor| {
+                |peer: Address| {
+                    debug!(%peer, "accepted a connection");
+                    Some(Echo)
+                }
+            },
+        );
     }
 
     let mut reactor = Reactor::new().map_err(startup_failure)?;
@@ -86,7 +91,7 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
         Some(Echo)
     };
     // TCP or Unix: the same factory, the same protocol.
-    let port = torsion_examples::tls_cli::listen_maybe_tls(&mut reactor, &addr, args.tls.config()?, factory)?;
+    let port = torsion_examples::endpoint_cli::listen(&mut reactor, &endpoint, args.tls.config()?, factory)?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 
     let local = port.local_addr().clone();

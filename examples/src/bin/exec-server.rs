@@ -38,8 +38,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
-    EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, exit_with, init_logging, run_failure, startup_failure, EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::{
     Address, ConnId, Ctx, DisconnectReason, ProcessCtx, ProcessId, ProcessProtocol, Reactor, Signal,
@@ -53,9 +52,10 @@ const GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `unix:@NAME`. Port 0
-    /// picks a free port; the first line of stdout tells which.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    /// Where to listen: an endpoint such as `HOST:PORT`, `[V6]:PORT`, `tcp:PORT`, `unix:PATH`,
+    /// `unix:@NAME`, `ssl:PORT:...` or `systemd:...` (--help shows the grammar). Port 0 picks a
+    /// free port; the first line of stdout tells which.
+    #[arg(long, value_name = "ENDPOINT", default_value = "127.0.0.1:8000", long_help = torsion_examples::endpoint_cli::SERVER_HELP)]
     listen: String,
     /// At most this many children at once; further connections are closed at once.
     #[arg(long, value_name = "N")]
@@ -213,7 +213,8 @@ impl ProcessProtocol for Child {
 
 /// Runs the server until a signal stops it.
 fn serve(args: Args) -> Result<(), (i32, String)> {
-    let addr = parse_endpoint(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let endpoint = torsion_examples::endpoint_cli::parse_server(&args.listen)
+        .map_err(|message| (EXIT_USAGE, message))?;
     let program = Program(Rc::new(args.command));
     let max = args.max_children.unwrap_or(usize::MAX);
     let running = Rc::new(Cell::new(0usize));
@@ -227,7 +228,7 @@ fn serve(args: Args) -> Result<(), (i32, String)> {
         debug!(%peer, "accepted a connection");
         Some(Session { program: program.clone(), running: running.clone(), child: None })
     };
-    let port = reactor.listen(&addr, factory).map_err(|e| (EXIT_USAGE, listen_error(&addr, &e)))?;
+    let port = torsion_examples::endpoint_cli::listen(&mut reactor, &endpoint, None, factory)?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 
     let local = port.local_addr().clone();

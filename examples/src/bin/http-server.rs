@@ -16,12 +16,13 @@
 //! One access-log line per request at `info` (target `torsion::http::access`), `listening on
 //! <addr>` as the first line of stdout, exit code 2 for setup failures, and a graceful stop on
 //! SIGINT/SIGTERM: idle keep-alive connections close at once, responses in flight finish.
-//! HTTPS will come through the same server once TLS listening exists (see `HttpServer`).
+//! HTTPS is the same server over TLS: `--tls-cert PEM --tls-key PEM`, or an `ssl:` endpoint.
 //!
 //! ```text
 //! cargo run --release -p torsion-examples --bin http-server -- --listen 127.0.0.1:8080 --root .
 //! curl -v http://127.0.0.1:8080/hello
 //! curl --data-binary @Cargo.toml http://127.0.0.1:8080/echo
+//! cargo run --release -p torsion-examples --bin http-server -- --listen 127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -31,8 +32,7 @@ use std::rc::Rc;
 use clap::Parser;
 use torsion_examples::http_files::router;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
-    EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, exit_with, init_logging, run_failure, startup_failure, EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_protocols::http::{HttpConfig, HttpServer};
 use torsion_reactor::Reactor;
@@ -43,9 +43,10 @@ use tracing::info;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `unix:@NAME`. Port 0
-    /// picks a free port; the first line of stdout tells which.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    /// Where to listen: an endpoint such as `HOST:PORT`, `[V6]:PORT`, `tcp:PORT`, `unix:PATH`,
+    /// `unix:@NAME`, `ssl:PORT:...` or `systemd:...` (--help shows the grammar). Port 0 picks a
+    /// free port; the first line of stdout tells which.
+    #[arg(long, value_name = "ENDPOINT", default_value = "127.0.0.1:8080", long_help = torsion_examples::endpoint_cli::SERVER_HELP)]
     listen: String,
 
     /// Serve the files under this directory for GET and HEAD (no directory listings;
@@ -60,6 +61,9 @@ struct Args {
     /// Log one line per request at info (on by default; `--access-log false` for benchmarks).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     access_log: bool,
+
+    #[command(flatten)]
+    tls: torsion_examples::tls_cli::TlsServerArgs,
 }
 
 fn main() -> ExitCode {
@@ -69,7 +73,9 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &Args) -> Result<(), (i32, String)> {
-    let addr = parse_endpoint(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let endpoint = torsion_examples::endpoint_cli::parse_server(&args.listen)
+        .map_err(|message| (EXIT_USAGE, message))?;
+    let tls = args.tls.config()?;
     if let Some(root) = &args.root {
         if !root.is_dir() {
             return Err((EXIT_USAGE, format!("--root {}: not a directory", root.display())));
@@ -81,7 +87,9 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
         .max_body_size((args.max_body > 0).then_some(args.max_body));
     let root: Option<Rc<Path>> = args.root.as_deref().map(Rc::from);
     let server = HttpServer::new(move |_peer| router(root.as_ref())).with_config(config);
-    let port = server.listen(&mut reactor, &addr).map_err(|e| (EXIT_USAGE, listen_error(&addr, &e)))?;
+    // HTTPS: the same server over TLS (--tls-cert/--tls-key, or an ssl: endpoint).
+    server.install_graceful_stop(&mut reactor);
+    let port = torsion_examples::endpoint_cli::listen(&mut reactor, &endpoint, tls, server)?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 
     let local = port.local_addr().clone();

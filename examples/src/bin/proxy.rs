@@ -35,11 +35,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use torsion_examples::proxy::Proxy;
-use torsion_examples::tls_cli;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, parse_endpoint, run_failure, startup_failure, EXIT_FAILURE,
-    EXIT_USAGE,
+    announce_listening, exit_with, init_logging, run_failure, startup_failure, EXIT_FAILURE, EXIT_USAGE,
 };
+use torsion_examples::{endpoint_cli, tls_cli};
 use torsion_reactor::Reactor;
 use tracing::info;
 
@@ -48,15 +47,17 @@ use tracing::info;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `unix:@NAME` (Linux
-    /// abstract socket). Port 0 picks a free port; the first line of stdout tells which.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8001")]
+    /// Where to listen: an endpoint such as `HOST:PORT`, `[V6]:PORT`, `tcp:PORT`, `unix:PATH`,
+    /// `unix:@NAME`, `ssl:PORT:...` or `systemd:...` (--help shows the grammar). Port 0 picks a
+    /// free port; the first line of stdout tells which.
+    #[arg(long, value_name = "ENDPOINT", default_value = "127.0.0.1:8001", long_help = torsion_examples::endpoint_cli::SERVER_HELP)]
     listen: String,
     #[command(flatten)]
     tls: tls_cli::TlsServerArgs,
-    /// Address to forward each connection to: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or
-    /// `unix:@NAME`.
-    #[arg(long, value_name = "ADDR")]
+    /// The backend to forward to: a client endpoint such as `HOST:PORT`, `[V6]:PORT`,
+    /// `unix:PATH`, `unix:@NAME`, `tcp:host=HOST:port=PORT` or `tls:host=HOST:port=PORT`
+    /// (--help shows the grammar). A host name is resolved once, at startup.
+    #[arg(long, value_name = "ENDPOINT", long_help = torsion_examples::endpoint_cli::CLIENT_HELP)]
     target: String,
     /// Connect to the target over TLS (verified against --target-ca, else the public web roots).
     #[arg(long)]
@@ -77,17 +78,29 @@ fn main() -> ExitCode {
 
 /// Runs the proxy until a signal stops it. Errors carry the exit code and a one-line message.
 fn serve(args: &Args) -> Result<(), (i32, String)> {
-    let listen = parse_endpoint(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
-    let target = parse_endpoint(&args.target).map_err(|message| (EXIT_USAGE, message))?;
+    let listen = endpoint_cli::parse_server(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let target_endpoint =
+        endpoint_cli::parse_client(&args.target).map_err(|message| (EXIT_USAGE, message))?;
+    let target = endpoint_cli::client_address(&target_endpoint)?;
 
     let mut reactor = Reactor::new().map_err(startup_failure)?;
     let mut proxy = Proxy::new(target.clone());
-    if args.target_tls {
+    if let torsion_reactor::ClientEndpoint::Tls { host, ca_certs_dir, .. } = &target_endpoint {
+        // A tls: target endpoint: its trust roots directory, or the public web roots.
+        let config = match ca_certs_dir {
+            Some(dir) => std::sync::Arc::new(
+                torsion_reactor::client_config_with_ca_dir(dir).map_err(|e| (EXIT_USAGE, e.to_string()))?,
+            ),
+            None => tls_cli::client_config(None)?,
+        };
+        let name = tls_cli::server_name(args.target_server_name.as_deref(), &format!("{host}:0"))?;
+        proxy = proxy.with_target_tls(config, name);
+    } else if args.target_tls {
         let config = tls_cli::client_config(args.target_ca.as_ref())?;
         let name = tls_cli::server_name(args.target_server_name.as_deref(), &args.target)?;
         proxy = proxy.with_target_tls(config, name);
     }
-    let port = tls_cli::listen_maybe_tls(&mut reactor, &listen, args.tls.config()?, proxy)?;
+    let port = endpoint_cli::listen(&mut reactor, &listen, args.tls.config()?, proxy)?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
 
     let local = port.local_addr().clone();

@@ -44,9 +44,10 @@ type Registry = Rc<RefCell<Vec<Weak<RefCell<Shared>>>>>;
 /// ```
 ///
 /// # HTTPS
-/// TLS is a layer inside the connection (DESIGN.md): once the reactor offers a TLS listen
-/// (`listen_tls` or a TLS endpoint), this same factory serves HTTPS unchanged, since
-/// [`HttpProtocol`] only sees plaintext.
+/// TLS is a layer inside the connection (DESIGN.md): the same factory serves HTTPS unchanged
+/// through `Reactor::listen_tls` or an `ssl:` endpoint (`Reactor::listen_endpoint`), since
+/// [`HttpProtocol`] only sees plaintext. Call [`install_graceful_stop`](HttpServer::install_graceful_stop)
+/// first, as [`listen`](HttpServer::listen) does.
 pub struct HttpServer<F> {
     make: F,
     config: Rc<HttpConfig>,
