@@ -68,7 +68,7 @@ pub fn listen(
     tls: Option<Arc<ServerConfig>>,
     factory: impl Factory,
 ) -> Result<ListeningPort, Failure> {
-    let shown = endpoint.address().unwrap_or_else(|| Address::Unix(torsion_reactor::UnixAddr::Unnamed));
+    let shown = endpoint.address().unwrap_or(Address::Unix(torsion_reactor::UnixAddr::Unnamed));
     let port = match (tls, endpoint) {
         (Some(_), ServerEndpoint::Ssl { .. }) => {
             return Err((
