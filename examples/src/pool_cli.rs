@@ -22,7 +22,20 @@ pub fn serve_on_pool<F: Factory>(
     what: &str,
     make_factory: impl Fn(&PoolReactor) -> F + Send + Sync + 'static,
 ) -> Result<(), Failure> {
-    let mut pool = ReactorPool::builder().threads(threads).start().map_err(startup_failure)?;
+    serve_on_pool_with(addr, threads, what, |_reactor, _index| {}, make_factory)
+}
+
+/// [`serve_on_pool`], running `configure(reactor, index)` on each reactor's thread before it
+/// starts (a `before_shutdown` hook, limits).
+pub fn serve_on_pool_with<F: Factory>(
+    addr: &Address,
+    threads: usize,
+    what: &str,
+    configure: impl Fn(&mut torsion_reactor::Reactor, usize) + Send + Sync + 'static,
+    make_factory: impl Fn(&PoolReactor) -> F + Send + Sync + 'static,
+) -> Result<(), Failure> {
+    let mut pool =
+        ReactorPool::builder().threads(threads).configure(configure).start().map_err(startup_failure)?;
     let port = pool.listen(addr, make_factory).map_err(|e| (EXIT_USAGE, listen_error(addr, &e)))?;
     pool.install_signal_handlers().map_err(startup_failure)?;
     let local = port.local_addr().clone();

@@ -80,3 +80,42 @@ fn echo_server_with_threads_on_an_address_in_use_exits_2_with_one_line() {
     assert!(stderr.to_lowercase().contains("in use"), "{stderr:?}");
     drop(taken);
 }
+
+const HTTP: &str = env!("CARGO_BIN_EXE_http-server");
+
+/// Reads one `Hello, World!` response (Content-Length framed) from a keep-alive connection.
+fn read_hello(stream: &mut std::net::TcpStream) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"Hello, World!") {
+        let n = stream.read(&mut buf).expect("the response");
+        assert!(n > 0, "closed before the response: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&got));
+}
+
+#[test]
+fn http_server_with_threads_serves_and_closes_idle_keep_alive_connections_at_once_on_sigint() {
+    let mut server =
+        start_listening(HTTP, &["--listen", "127.0.0.1:0", "--threads", "2", "--access-log", "false"]);
+    // Enough keep-alive connections that both reactors get some; each asks twice.
+    let mut idle: Vec<std::net::TcpStream> = (0..16).map(|_| connect(server.addr)).collect();
+    for stream in &mut idle {
+        for _ in 0..2 {
+            stream.write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            read_hello(stream);
+        }
+    }
+    // SIGINT: every reactor's graceful stop closes its idle keep-alive connections cleanly at
+    // once; left for the shutdown deadline they would be aborted (a reset, not this clean EOF).
+    server.process.interrupt();
+    for stream in &mut idle {
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).expect("a clean EOF, not a reset at the deadline");
+        assert!(rest.is_empty());
+    }
+    drop(idle);
+    let status = server.process.wait_exit("http-server --threads 2 after SIGINT");
+    assert_eq!(status.code(), Some(0), "{status}");
+}

@@ -62,8 +62,58 @@ struct Args {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     access_log: bool,
 
+    /// Reactor threads: 1 runs one reactor on the main thread; N > 1 runs N reactors, each
+    /// accepting on its own SO_REUSEPORT socket; 0 runs one per core.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
+
     #[command(flatten)]
     tls: torsion_examples::tls_cli::TlsServerArgs,
+}
+
+thread_local! {
+    /// This reactor thread's server's graceful stop (with --threads), set when the thread's
+    /// server is built and run by the `before_shutdown` hook installed before it.
+    static GRACEFUL_STOP: std::cell::RefCell<Option<Box<dyn FnOnce(&mut torsion_reactor::LoopCtx<'_>)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The server's config from the options.
+fn http_config(args: &Args) -> HttpConfig {
+    HttpConfig::default()
+        .access_log(args.access_log)
+        .max_body_size((args.max_body > 0).then_some(args.max_body))
+}
+
+/// Every core: one HTTP server per reactor thread, each with its own graceful stop.
+fn serve_threads(args: &Args, endpoint: &torsion_reactor::ServerEndpoint) -> Result<(), (i32, String)> {
+    if args.tls.tls_cert.is_some() {
+        return Err((EXIT_USAGE, "--threads N with TLS is not supported yet: use --threads 1".into()));
+    }
+    let addr = torsion_examples::endpoint_cli::pool_address(endpoint)?;
+    let (access_log, max_body, root) = (args.access_log, args.max_body, args.root.clone());
+    torsion_examples::pool_cli::serve_on_pool_with(
+        &addr,
+        args.threads,
+        "http server",
+        |reactor, _index| {
+            reactor.before_shutdown(|lx, _deadline| {
+                if let Some(stop) = GRACEFUL_STOP.with(|s| s.borrow_mut().take()) {
+                    stop(lx);
+                }
+            });
+        },
+        move |_reactor| {
+            let config = HttpConfig::default()
+                .access_log(access_log)
+                .max_body_size((max_body > 0).then_some(max_body));
+            let root: Option<Rc<Path>> = root.as_deref().map(Rc::from);
+            let server = HttpServer::new(move |_peer| router(root.as_ref())).with_config(config);
+            let stop = server.graceful_stop_hook();
+            GRACEFUL_STOP.with(|s| *s.borrow_mut() = Some(Box::new(stop)));
+            server
+        },
+    )
 }
 
 fn main() -> ExitCode {
@@ -81,10 +131,11 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
             return Err((EXIT_USAGE, format!("--root {}: not a directory", root.display())));
         }
     }
+    if args.threads != 1 {
+        return serve_threads(args, &endpoint);
+    }
     let mut reactor = Reactor::new().map_err(startup_failure)?;
-    let config = HttpConfig::default()
-        .access_log(args.access_log)
-        .max_body_size((args.max_body > 0).then_some(args.max_body));
+    let config = http_config(args);
     let root: Option<Rc<Path>> = args.root.as_deref().map(Rc::from);
     let server = HttpServer::new(move |_peer| router(root.as_ref())).with_config(config);
     // HTTPS: the same server over TLS (--tls-cert/--tls-key, or an ssl: endpoint).

@@ -83,6 +83,13 @@ where
         reactor.before_shutdown(move |lx, _deadline| graceful_stop(lx, &registry));
     }
 
+    /// The graceful stop as a callback, for a reactor this server is not handed to directly
+    /// (each thread of a `ReactorPool`): run it from that reactor's `before_shutdown`.
+    pub fn graceful_stop_hook(&self) -> impl FnOnce(&mut LoopCtx<'_>) + 'static {
+        let registry = self.registry.clone();
+        move |lx| graceful_stop(lx, &registry)
+    }
+
     /// Listens on `addr` (TCP or Unix) and installs the graceful stop.
     pub fn listen(
         self,
