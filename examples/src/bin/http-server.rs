@@ -71,10 +71,13 @@ struct Args {
     tls: torsion_examples::tls_cli::TlsServerArgs,
 }
 
+/// A reactor's graceful-stop step for its HTTP server.
+type StopHook = Box<dyn FnOnce(&mut torsion_reactor::LoopCtx<'_>)>;
+
 thread_local! {
     /// This reactor thread's server's graceful stop (with --threads), set when the thread's
     /// server is built and run by the `before_shutdown` hook installed before it.
-    static GRACEFUL_STOP: std::cell::RefCell<Option<Box<dyn FnOnce(&mut torsion_reactor::LoopCtx<'_>)>>> =
+    static GRACEFUL_STOP: std::cell::RefCell<Option<StopHook>> =
         const { std::cell::RefCell::new(None) };
 }
 
