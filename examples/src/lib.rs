@@ -57,6 +57,7 @@ use tracing_subscriber::EnvFilter;
 pub mod chat;
 pub mod guide;
 pub mod http_files;
+pub mod pool_cli;
 pub mod proxy;
 
 /// Exit code for a failure at startup: bad arguments, a bad address, an address in use.

@@ -21,8 +21,10 @@ fn start(args: &[&str]) -> Listening {
 #[test]
 fn exec_cat_is_a_byte_exact_echo_with_half_close() {
     let mut server = start(&["cat"]);
-    // 1 MiB through socket → cat's stdin → cat's stdout → socket, with flow control both ways.
-    let data = pattern(1024 * 1024, 5);
+    // 8 MiB through socket → cat's stdin → cat's stdout → socket, with flow control both
+    // ways (far more than the pipes, socket buffers and watermarks hold together), then a
+    // half-close: cat sees its end of input, exits, and the connection closes after the rest.
+    let data = pattern(8 * 1024 * 1024, 5);
     let got = send_all_then_read_to_end(connect(server.addr), &data);
     assert_eq!(got.len(), data.len());
     assert!(got == data, "echoed bytes differ");

@@ -225,3 +225,17 @@ fn the_checks_hold_for_twisted_s_own_echo_server() {
         drive(&python, server, framing, max_length);
     }
 }
+
+/// `frame-echo --threads 2` (a pool of reactors, issue 16) against Twisted's netstring and
+/// line clients: the same checks, with the script's concurrent connections spread over two
+/// reactor threads.
+#[test]
+fn netstring_and_line_on_two_reactor_threads_with_twisted_receivers() {
+    let Some(python) = twisted_python("frame-echo") else { return };
+    for framing in ["netstring", "line"] {
+        let mut cmd = Command::new(FRAME_ECHO);
+        cmd.args(["--listen", "127.0.0.1:0", "--threads", "2"]).args(framing_args(framing, None));
+        let server = Server::start(format!("frame-echo --threads 2 --framing {framing}"), cmd);
+        drive(&python, server, framing, None);
+    }
+}

@@ -140,6 +140,38 @@ impl World {
         self.core.requeue(key);
     }
 
+    /// A graceful stop is starting: accept what is already queued on every listener (at most
+    /// `shutdown_drain_max` each) before the listeners close, so that clients the kernel has
+    /// completed handshakes with are served or closed cleanly instead of reset by the close
+    /// (pingora#427, envoy#15818). The shutdown then closes them like every other connection.
+    pub(crate) fn drain_listeners(&mut self, read_buf: &mut [u8]) {
+        let keys: Vec<SourceKey> = self
+            .core
+            .sources
+            .iter()
+            .filter(|(_, s)| matches!(s, Source::Listener(l) if !l.backing_off))
+            .map(|(k, _)| k)
+            .collect();
+        let max = self.core.config.shutdown_drain_max;
+        for key in keys {
+            let mut drained = 0;
+            while drained < max {
+                let Some(listener) = self.core.listener_mut(key) else { break };
+                match listener.socket.accept_one() {
+                    AcceptOutcome::Accepted(stream, peer) => {
+                        drained += 1;
+                        self.accepted(key, stream, peer, read_buf);
+                    }
+                    AcceptOutcome::Skip(_) => {}
+                    AcceptOutcome::WouldBlock | AcceptOutcome::Exhausted(_) => break,
+                }
+            }
+            if drained > 0 {
+                debug!(drained, "accepted the queued clients of a closing listener");
+            }
+        }
+    }
+
     /// A new connection: build its protocol, register it, `connection_made`, first read.
     fn accepted(&mut self, listener: SourceKey, stream: BoxedStream, peer: Address, read_buf: &mut [u8]) {
         let Some(mut factory) = self.core.listener_mut(listener).and_then(|l| l.factory.take()) else {

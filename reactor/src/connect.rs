@@ -23,10 +23,27 @@ impl Core {
         factory: Box<dyn ClientFactory>,
         timeout: Duration,
     ) -> Result<ConnId, Error> {
+        self.connect_from(addr, None, factory, timeout)
+    }
+
+    /// [`connect`](Core::connect), from a local address when given (TCP only; Twisted's
+    /// `bindAddress`).
+    pub(crate) fn connect_from(
+        &mut self,
+        addr: Address,
+        local: Option<std::net::IpAddr>,
+        factory: Box<dyn ClientFactory>,
+        timeout: Duration,
+    ) -> Result<ConnId, Error> {
         if self.stopping {
             return Err(Error::Stopping);
         }
-        let stream = match start_stream_connect(&addr) {
+        let started = match (&addr, local) {
+            (Address::Inet(inet), Some(local)) => torsion_transports::tcp::start_connect_from(*inet, local)
+                .map(|s| Box::new(s) as torsion_transports::BoxedStream),
+            _ => start_stream_connect(&addr),
+        };
+        let stream = match started {
             Ok(stream) => stream,
             // The connect failed at once (a Unix socket with no listener, or a full backlog;
             // an unreachable network): like a refused TCP connect, that is the factory's
@@ -50,6 +67,27 @@ impl Core {
             timers.push(timer);
         }
         Ok(ConnId(key))
+    }
+}
+
+impl Core {
+    /// Cancels a connect still in progress (Twisted's `stopConnecting`): the socket closes
+    /// and the factory's `client_connection_failed` gets [`Error::ConnectCancelled`] after the
+    /// current callback. Returns whether the connection was still connecting.
+    pub(crate) fn cancel_connect(&mut self, key: SourceKey) -> bool {
+        let Some(Conn { phase: Phase::Connecting { factory, timeout }, peer, .. }) = self.conn_mut(key)
+        else {
+            return false;
+        };
+        let (factory, timeout, addr) = (factory.take(), *timeout, peer.clone());
+        self.timers.cancel(timeout);
+        self.remove_source(key);
+        if let Some(mut factory) = factory {
+            self.tasks.push_back(Task::Call(Box::new(move |cx| {
+                factory.client_connection_failed(cx, Error::ConnectCancelled { addr })
+            })));
+        }
+        true
     }
 }
 

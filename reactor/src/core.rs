@@ -61,6 +61,7 @@ pub(crate) struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) accept_backoff: Duration,
     pub(crate) nodelay: bool,
+    pub(crate) shutdown_drain_max: usize,
 }
 
 /// A listening socket and its factory.
@@ -122,6 +123,9 @@ pub(crate) struct Conn {
     pub(crate) timers: Vec<TimerId>,
     /// The reason a clean close reports, when the protocol gave one (`lose_connection_with`).
     pub(crate) close_reason: Option<Box<DisconnectReason>>,
+    /// A clean close drains the peer's input until its FIN (false for a standard I/O pair,
+    /// whose far end is our own copying thread: nothing in flight can be lost to a reset).
+    pub(crate) linger: bool,
     pub(crate) span: tracing::Span,
 }
 
@@ -181,6 +185,9 @@ pub(crate) enum Task {
     DatagramStarted(SourceKey, Box<dyn crate::datagram::DatagramProtocol>),
     /// `stopped` on a datagram port, then its socket closes.
     DatagramStopped(SourceKey),
+    /// Installs the protocol of a stream connection made open from a callback (standard I/O)
+    /// and calls its `connection_made`.
+    StreamStarted(SourceKey, Box<dyn crate::protocol::Protocol>),
 }
 
 /// A callback run when a graceful stop begins, with the deadline after which connections are
@@ -224,6 +231,12 @@ pub(crate) struct Core {
     pub(crate) child_signals: Option<signal_hook_mio::v1_0::Signals>,
     /// Processes spawned from a callback, waiting for their protocol to join the map.
     pub(crate) new_processes: Vec<(SourceKey, Box<dyn crate::process::ProcessProtocol>)>,
+    /// Disconnect when a standard I/O connection's output thread is done (`run` waits for them).
+    pub(crate) stdio_outputs: Vec<std::sync::mpsc::Receiver<()>>,
+    /// The thread pool of `defer_to_thread`, and the completions waiting for results.
+    pub(crate) threads: crate::threads::ThreadPool,
+    /// `connect_host`'s resolver and RFC 8305 attempt delay.
+    pub(crate) happy: crate::happy::HappyConfig,
 }
 
 impl Core {
@@ -253,6 +266,9 @@ impl Core {
             settling: false,
             child_signals: None,
             new_processes: Vec::new(),
+            stdio_outputs: Vec::new(),
+            threads: Default::default(),
+            happy: Default::default(),
         }
     }
 
@@ -354,6 +370,7 @@ impl Core {
                 stop_pending: false,
                 timers: Vec::new(),
                 close_reason: None,
+                linger: true,
                 span,
             }))
         });
@@ -422,8 +439,9 @@ impl Core {
         };
         self.stop_producer(key);
         let Some(conn) = self.conn_mut(key) else { return };
-        let linger =
-            clean_close && conn.io.as_ref().is_some_and(|io| !io.is_read_closed() && !io.is_aborted());
+        let linger = conn.linger
+            && clean_close
+            && conn.io.as_ref().is_some_and(|io| !io.is_read_closed() && !io.is_aborted());
         if linger {
             conn.phase = Phase::Lingering { timer: TimerId::placeholder() };
             if let Some(io) = conn.io.as_mut() {

@@ -221,6 +221,14 @@ impl<'a> LoopCtx<'a> {
         self.core.connect(addr.into(), Box::new(factory), timeout)
     }
 
+    /// Cancels an outbound connection that is still connecting (Twisted's
+    /// `stopConnecting`): its factory's `client_connection_failed` gets
+    /// [`Error::ConnectCancelled`] after this callback. Returns `false` (and does nothing) if
+    /// it is connected already, or gone.
+    pub fn cancel_connect(&mut self, id: ConnId) -> bool {
+        self.core.cancel_connect(id.0)
+    }
+
     /// Stops listening on a port (existing connections are unaffected).
     pub fn stop_listening(&mut self, id: ListenerId) {
         self.core.stop_listening(id.0);

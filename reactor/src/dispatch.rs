@@ -168,6 +168,12 @@ impl World {
                 self.datagram_start(key);
             }
             Task::DatagramStopped(key) => self.datagram_stopped(key),
+            Task::StreamStarted(key, protocol) => {
+                self.protocols.insert(key, protocol);
+                self.call_protocol(key, "connection_made", |p, cx| p.connection_made(cx));
+                // Input that arrived before the protocol did is waiting in the kernel.
+                self.core.requeue(key);
+            }
         }
     }
 

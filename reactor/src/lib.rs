@@ -56,11 +56,16 @@
 //! | `ctx.rs`, `transport.rs` | what user code is lent: [`LoopCtx`], [`Ctx`], [`Transport`] |
 //! | `stream.rs`, `flow.rs` | a connection's reads, flushes and half-close; flow control applied to the table |
 //! | `datagram.rs` | UDP: [`DatagramProtocol`], [`DatagramCtx`], [`DatagramPort`], reading with the budget, stopping (no write buffer: see its docs) |
-//! | `process.rs` | child processes: [`ProcessProtocol`], [`ProcessCtx`], the pipes' pump, SIGCHLD reaping, killing at the shutdown deadline |
+//! | `process/` | child processes: [`ProcessProtocol`], [`ProcessCtx`], the pipes' pump, SIGCHLD reaping, killing at the shutdown deadline |
+//! | `endpoint.rs` | [`Reactor::listen_endpoint`], [`Reactor::connect_endpoint`]: Twisted's endpoint strings |
+//! | `happy.rs` | [`LoopCtx::connect_host`]: a host name resolved on the pool, then Happy Eyeballs (RFC 8305) |
+//! | `reconnect.rs` | [`ClientService`]: keeps a client connected, retrying with backoff |
+//! | `threads.rs` | the thread pool: [`LoopCtx::defer_to_thread`] runs blocking work on a worker and its `on_done` on the loop |
 //! | `stdio.rs` | [`Reactor::standard_io`]: a protocol over the process's own stdin and stdout (socket pair + copying threads) |
 //! | `accept.rs`, `connect.rs`, `shutdown.rs` | listening and accepting; connecting out; graceful stop |
 //! | `timers.rs`, `clock.rs`, `handle.rs` | the timer queue (generic), time, other threads |
 //! | `testing/` | the harness, and the test seams behind one optional field |
+//! | `pool/` | every core: [`pool::ReactorPool`] of reactor threads, reuseport or hand-off listeners, cross-reactor calls, per-reactor counters |
 //!
 //! Socket kinds, their setup, the accept errno classes, the write buffer and the producer state
 //! machine live in `torsion-transports`, unit-tested without a loop.
@@ -101,16 +106,21 @@ mod core;
 mod ctx;
 pub mod datagram;
 mod dispatch;
+pub mod endpoint;
 mod error;
 mod flow;
 mod handle;
+pub mod happy;
+pub mod pool;
 pub mod process;
 pub mod protocol;
 mod reactor;
+pub mod reconnect;
 mod shutdown;
 pub mod stdio;
 mod stream;
 pub mod testing;
+pub mod threads;
 mod timers;
 mod transport;
 
@@ -120,8 +130,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use core::{ConnId, ListenerId};
 pub use ctx::{Ctx, LoopCtx};
 pub use datagram::{DatagramCtx, DatagramPort, DatagramProtocol};
+pub use endpoint::Connecting;
 pub use error::Error;
 pub use handle::ReactorHandle;
+pub use happy::{HostConnectId, Resolver, SystemResolver};
 pub use nix::sys::signal::Signal;
 pub use process::{ProcessCtx, ProcessId, ProcessProtocol, ProcessTransport};
 pub use protocol::{
@@ -130,11 +142,15 @@ pub use protocol::{
 };
 pub use reactor::{
     Reactor, DEFAULT_ACCEPTS_PER_TURN, DEFAULT_ACCEPT_BACKOFF, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITES_PER_FLUSH,
+    DEFAULT_READS_PER_TURN, DEFAULT_READ_BUFFER, DEFAULT_SHUTDOWN_DRAIN, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_WRITES_PER_FLUSH,
 };
+pub use reconnect::{Backoff, ClientService, Target};
+pub use threads::JobError;
 pub use timers::TimerId;
 pub use torsion_transports::{
-    Address, AddressParseError, ListenOptions, PeerCredentials, RecvOutcome, SendOutcome, TransportError,
-    UdpOptions, UnixAddr, UnixListenOptions, DEFAULT_MAX_DATAGRAM,
+    Address, AddressParseError, ClientEndpoint, EndpointParseError, InheritedKind, ListenOptions,
+    PeerCredentials, RecvOutcome, SendOutcome, ServerEndpoint, SystemdDomain, TransportError, UdpOptions,
+    UnixAddr, UnixListenOptions, DEFAULT_MAX_DATAGRAM,
 };
 pub use transport::{ProducerSource, Transport};

@@ -39,6 +39,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default pause before accepting again after running out of file descriptors.
 pub const DEFAULT_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Default number of queued clients a listener accepts (and then closes cleanly) when a
+/// graceful stop closes it.
+pub const DEFAULT_SHUTDOWN_DRAIN: usize = 4096;
+
 const WAKER_TOKEN: Token = Token(usize::MAX);
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
 
@@ -81,6 +85,7 @@ impl Reactor {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             accept_backoff: DEFAULT_ACCEPT_BACKOFF,
             nodelay: true,
+            shutdown_drain_max: DEFAULT_SHUTDOWN_DRAIN,
         };
         let core = Core::new(registry, Box::new(clock), Arc::new(Shared::new(waker)), config);
         Ok(Reactor {
@@ -131,6 +136,13 @@ impl Reactor {
     /// Sets the pause before accepting again after running out of descriptors (default 1 s).
     pub fn set_accept_backoff(&mut self, backoff: Duration) {
         self.world.core.config.accept_backoff = backoff;
+    }
+
+    /// Sets how many clients already queued on a listener a graceful stop accepts before
+    /// closing it (default 4096; they are then closed cleanly like every open connection).
+    /// 0 closes listeners at once, and the kernel resets whatever was queued.
+    pub fn set_shutdown_drain_max(&mut self, clients: usize) {
+        self.world.core.config.shutdown_drain_max = clients;
     }
 
     /// Sets whether new TCP connections get TCP_NODELAY (default on, as asyncio and Netty:
@@ -211,6 +223,20 @@ impl Reactor {
             Address::Inet(inet) => self.listen_tcp(*inet, factory),
             Address::Unix(unix) => self.listen_unix_with(unix, &UnixListenOptions::default(), factory),
         }
+    }
+
+    /// Listens on a socket this process inherited through socket activation (systemd's
+    /// `LISTEN_FDS`; index 0 is descriptor 3), which must be of `kind`. See
+    /// [`torsion_transports::systemd`]: the socket is adopted as it is (its address, backlog
+    /// and, for a Unix socket, its file belong to whoever created it).
+    pub fn listen_inherited(
+        &mut self,
+        index: usize,
+        kind: torsion_transports::InheritedKind,
+        factory: impl Factory,
+    ) -> Result<ListeningPort, Error> {
+        let socket = torsion_transports::inherited_listener(index, kind)?;
+        self.add_listener(socket, Box::new(factory))
     }
 
     fn add_listener(
@@ -450,10 +476,16 @@ impl Reactor {
             // Done when every connection has ended and every lingering socket has seen its
             // peer's FIN (dropping one earlier could reset a peer that is still reading).
             let core = &mut self.world.core;
-            if core.stopping && core.sources.is_empty() && core.tasks.is_empty() {
+            if core.stopping
+                && core.sources.is_empty()
+                && core.tasks.is_empty()
+                && core.threads.outstanding() == 0
+            {
                 core.timers = Default::default();
                 core.stopping = false;
                 core.stop_requested = false;
+                let deadline = Instant::now() + core.config.shutdown_timeout;
+                core.wait_for_stdio_output(deadline);
                 return Ok(core.exit.take());
             }
         }
@@ -496,7 +528,7 @@ impl Reactor {
 
     /// [`Reactor::turn`], waiting in the poller at most `max_wait`.
     pub(crate) fn turn_within(&mut self, max_wait: Option<Duration>) -> Result<(), Error> {
-        self.world.begin_shutdown_if_requested();
+        self.world.begin_shutdown_if_requested(&mut self.read_buf);
 
         // 1. How long may we sleep?
         let core = &mut self.world.core;
@@ -505,7 +537,7 @@ impl Reactor {
         let busy = !core.ready.is_empty()
             || !core.tasks.is_empty()
             || core.shared.has_calls()
-            || (core.stopping && core.sources.is_empty());
+            || (core.stopping && core.sources.is_empty() && core.threads.outstanding() == 0);
         let timeout = if busy { Some(Duration::ZERO) } else { until_timer };
         let timeout = [timeout, core.clock.max_poll_wait(), max_wait].into_iter().flatten().min();
 
@@ -539,7 +571,7 @@ impl Reactor {
             self.world.call_loop("call_from_thread callback", f);
         }
         self.world.settle();
-        self.world.begin_shutdown_if_requested();
+        self.world.begin_shutdown_if_requested(&mut self.read_buf);
         Ok(())
     }
 

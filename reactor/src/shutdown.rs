@@ -11,7 +11,7 @@ use crate::Error;
 impl World {
     /// Starts the graceful stop if one was requested (from a callback, a handle or a signal)
     /// and has not started yet.
-    pub(crate) fn begin_shutdown_if_requested(&mut self) {
+    pub(crate) fn begin_shutdown_if_requested(&mut self, read_buf: &mut [u8]) {
         if self.core.shared.take_stop() {
             self.core.stop_requested = true;
         }
@@ -23,6 +23,9 @@ impl World {
         for trigger in std::mem::take(&mut self.core.shutdown_triggers) {
             self.call_loop("before_shutdown trigger", |cx| trigger(cx, deadline));
         }
+        // Clients already queued on a listener are taken in (and then closed like the rest),
+        // not reset by the listener's close.
+        self.drain_listeners(read_buf);
         self.core.begin_shutdown();
         self.settle();
     }
@@ -37,6 +40,9 @@ impl World {
             self.core.abort_with(key, DisconnectReason::Aborted);
         }
         self.process_deadline();
+        // Jobs still running on the pool are abandoned.
+        let abandoned = self.core.threads.cancel_all();
+        self.core.tasks.extend(crate::threads::cancelled(abandoned));
         // Lingering sockets have sent everything and their FIN; stop waiting for peers.
         let lingering: Vec<SourceKey> = self
             .core
@@ -96,6 +102,9 @@ impl Core {
         }
         // Children: stdin is closed once flushed; they have until the deadline to exit.
         self.shutdown_processes();
+        // Jobs no worker has started are cancelled; running ones have until the deadline.
+        let queued = self.threads.cancel_queued();
+        self.tasks.extend(crate::threads::cancelled(queued));
         let deadline = self.clock.now() + self.config.shutdown_timeout;
         self.timers.schedule(deadline, TimerKind::Internal(Internal::ShutdownDeadline));
     }

@@ -299,9 +299,9 @@ fn a_grandchild_holding_stdout_delays_only_process_ended() {
     assert!(log.ended_at.unwrap() >= log.exited_at.unwrap());
 }
 
-/// 200 short-lived children, one after another: no zombie, descriptors back to baseline.
+/// 1,000 short-lived children, one after another: no zombie, descriptors back to baseline.
 #[test]
-fn two_hundred_children_in_sequence() {
+fn a_thousand_children_in_sequence() {
     let _serial = serial();
     let mut reactor = Reactor::new().unwrap();
     // The first spawn registers SIGCHLD (descriptors that stay); count after it.
@@ -311,7 +311,7 @@ fn two_hundred_children_in_sequence() {
     run_until(&mut reactor, "first child", move |_| done.borrow().ended.is_some());
     let baseline = open_fds();
     let mut pids = Vec::new();
-    for i in 0..200 {
+    for i in 0..1000 {
         let log = Shared::default();
         reactor.spawn_process(sh(&format!("exit {}", i % 7)), Recorder::new(&log)).unwrap();
         let done = log.clone();
@@ -327,9 +327,9 @@ fn two_hundred_children_in_sequence() {
     assert_eq!(open_fds(), baseline, "descriptors leaked");
 }
 
-/// 50 children at once: each reaped (SIGCHLDs coalesce), no zombie, descriptors back.
+/// 100 children at once: each reaped (SIGCHLDs coalesce), no zombie, descriptors back.
 #[test]
-fn fifty_children_at_once() {
+fn a_hundred_children_at_once() {
     let _serial = serial();
     let mut reactor = Reactor::new().unwrap();
     let first = Shared::default();
@@ -337,13 +337,13 @@ fn fifty_children_at_once() {
     let done = first.clone();
     run_until(&mut reactor, "first child", move |_| done.borrow().ended.is_some());
     let baseline = open_fds();
-    let logs: Vec<Shared> = (0..50).map(|_| Shared::default()).collect();
+    let logs: Vec<Shared> = (0..100).map(|_| Shared::default()).collect();
     for (i, log) in logs.iter().enumerate() {
         reactor.spawn_process(sh(&format!("echo {i}; exit {}", i % 5)), Recorder::new(log)).unwrap();
     }
-    assert_eq!(reactor.process_count(), 50);
+    assert_eq!(reactor.process_count(), 100);
     let all = logs.clone();
-    run_until(&mut reactor, "all 50 ended", move |_| all.iter().all(|l| l.borrow().ended.is_some()));
+    run_until(&mut reactor, "all 100 ended", move |_| all.iter().all(|l| l.borrow().ended.is_some()));
     assert_eq!(reactor.process_count(), 0);
     for (i, log) in logs.iter().enumerate() {
         let log = log.borrow();
@@ -443,4 +443,78 @@ fn a_child_that_closes_stdin_early() {
     let log = run_child(Command::new("head").arg("-c").arg("10").to_owned_command(), |r| r.input = input);
     assert_eq!(log.out, b"xxxxxxxxxx");
     assert!(log.exited.unwrap().success());
+}
+
+/// Panics in `out_received` the first time; records everything else like [`Recorder`].
+struct PanicsOnOutput {
+    inner: Recorder,
+    panicked: bool,
+}
+
+impl ProcessProtocol for PanicsOnOutput {
+    fn connection_made(&mut self, cx: &mut ProcessCtx<'_>) {
+        self.inner.connection_made(cx);
+    }
+
+    fn out_received(&mut self, cx: &mut ProcessCtx<'_>, data: &[u8]) {
+        if !std::mem::replace(&mut self.panicked, true) {
+            panic!("a bug in out_received");
+        }
+        self.inner.out_received(cx, data);
+    }
+
+    fn err_received(&mut self, cx: &mut ProcessCtx<'_>, data: &[u8]) {
+        self.inner.err_received(cx, data);
+    }
+
+    fn in_connection_lost(&mut self, cx: &mut ProcessCtx<'_>) {
+        self.inner.in_connection_lost(cx);
+    }
+
+    fn out_connection_lost(&mut self, cx: &mut ProcessCtx<'_>) {
+        self.inner.out_connection_lost(cx);
+    }
+
+    fn err_connection_lost(&mut self, cx: &mut ProcessCtx<'_>) {
+        self.inner.err_connection_lost(cx);
+    }
+
+    fn process_exited(&mut self, cx: &mut ProcessCtx<'_>, status: ExitStatus) {
+        self.inner.process_exited(cx, status);
+    }
+
+    fn process_ended(&mut self, cx: &mut ProcessCtx<'_>, status: ExitStatus) {
+        self.inner.process_ended(cx, status);
+    }
+}
+
+/// A panic in a process callback is isolated like a connection's: the child is SIGKILLed and
+/// reaped, the protocol still hears every remaining notification exactly once, and the
+/// reactor goes on serving another child.
+#[test]
+fn a_panicking_process_protocol_gets_its_child_killed_and_its_remaining_callbacks() {
+    let _serial = serial();
+    let mut reactor = Reactor::new().unwrap();
+    let log = Shared::default();
+    let mut inner = Recorder::new(&log);
+    inner.keep_stdin = true;
+    // Prints, then would sleep far past any deadline unless killed.
+    let child = sh("echo hello; exec sleep 1000");
+    reactor.spawn_process(child, PanicsOnOutput { inner, panicked: false }).unwrap();
+    let other = Shared::default();
+    let mut cat = Recorder::new(&other);
+    cat.input = b"still serving\n".to_vec();
+    reactor.spawn_process(Command::new("cat"), cat).unwrap();
+    let (done, other_done) = (log.clone(), other.clone());
+    run_until(&mut reactor, "both processes ended", move |_| {
+        done.borrow().ended.is_some() && other_done.borrow().ended.is_some()
+    });
+    let log = log.borrow();
+    assert_contract(&log);
+    assert_eq!(log.exited.unwrap().signal(), Some(Signal::SIGKILL as i32), "{:?}", log.exited);
+    assert_not_zombie(log.pid);
+    let other = other.borrow();
+    assert_eq!(other.out, b"still serving\n");
+    assert_eq!(other.exited.unwrap().code(), Some(0));
+    assert_eq!(reactor.process_count(), 0);
 }

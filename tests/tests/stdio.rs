@@ -88,3 +88,150 @@ fn fd_flags(stream: &UnixStream) -> i32 {
     let line = info.lines().find(|l| l.starts_with("flags:")).expect("flags line");
     i32::from_str_radix(line["flags:".len()..].trim(), 8).unwrap()
 }
+
+/// Writes `greeting`, then closes at once (stdin still open). Records the order of events.
+struct SayAndClose {
+    greeting: &'static [u8],
+    events: std::rc::Rc<std::cell::RefCell<Vec<&'static str>>>,
+}
+
+impl Protocol for SayAndClose {
+    fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
+
+    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+        self.events.borrow_mut().push("connection_made");
+        let mut transport = cx.transport();
+        transport.write(self.greeting);
+        transport.lose_connection();
+    }
+
+    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        assert!(reason.is_clean(), "{reason}");
+        self.events.borrow_mut().push("connection_lost");
+        cx.stop_reactor();
+    }
+}
+
+#[test]
+fn a_clean_close_while_stdin_is_open_does_not_linger_and_delivers_the_output() {
+    // stdin stays open (the test never writes or closes it): a TCP-style linger would wait
+    // for its end. The socket pair's far end is our own thread, so the close is immediate.
+    let (stdin_child, _stdin_test) = UnixStream::pair().unwrap();
+    let (stdout_child, mut stdout_test) = UnixStream::pair().unwrap();
+    stdout_test.set_read_timeout(Some(WAIT)).unwrap();
+    let mut reactor = Reactor::new().unwrap();
+    let events = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let protocol = SayAndClose { greeting: b"bye\n", events: events.clone() };
+    reactor.standard_io_with(stdin_child, stdout_child, protocol).unwrap();
+    let seen = events.clone();
+    run_until(&mut reactor, "connection_lost", move |_| seen.borrow().contains(&"connection_lost"));
+    assert_eq!(reactor.source_count(), 0, "the standard I/O connection lingers after a clean close");
+    let mut got = Vec::new();
+    stdout_test.read_to_end(&mut got).expect("the output, then its end");
+    assert_eq!(got, b"bye\n");
+}
+
+/// Counts the bytes written to it, slowly (a terminal or pipe that is slow to drain).
+struct SlowCounter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Write for SlowCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(4096);
+        thread::yield_now();
+        self.0.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `len` bytes, closes, stops the reactor when lost.
+struct Blurt {
+    len: usize,
+}
+
+impl Protocol for Blurt {
+    fn data_received(&mut self, _cx: &mut Ctx<'_>, _data: &[u8]) {}
+
+    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+        let mut transport = cx.transport();
+        transport.write(&pattern(self.len));
+        transport.lose_connection();
+    }
+
+    fn connection_lost(&mut self, cx: &mut Ctx<'_>, _reason: DisconnectReason) {
+        cx.stop_reactor();
+    }
+}
+
+#[test]
+fn run_returns_only_after_standard_output_has_everything_written_before_the_stop() {
+    let (stdin_child, _stdin_test) = UnixStream::pair().unwrap();
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut reactor = Reactor::new().unwrap();
+    let len = 4 * 1024 * 1024;
+    reactor.standard_io_with(stdin_child, SlowCounter(written.clone()), Blurt { len }).unwrap();
+    reactor.run().unwrap();
+    // A program exits right after `run` returns: its output must be out by then.
+    assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), len);
+}
+
+#[test]
+fn standard_io_opened_from_a_callback_starts_after_that_callback_and_echoes() {
+    let (stdin_child, mut stdin_test) = UnixStream::pair().unwrap();
+    let (stdout_child, mut stdout_test) = UnixStream::pair().unwrap();
+    stdout_test.set_read_timeout(Some(WAIT)).unwrap();
+    let mut reactor = Reactor::new().unwrap();
+    let lost = std::rc::Rc::new(std::cell::Cell::new(false));
+    let order = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let (echo_lost, callback_order) = (lost.clone(), order.clone());
+    reactor.call_later(std::time::Duration::ZERO, move |cx| {
+        let recorder = Recorder { order: callback_order.clone(), inner: Echo { lost: echo_lost } };
+        cx.standard_io_with(stdin_child, stdout_child, recorder).expect("standard I/O");
+        callback_order.borrow_mut().push("callback returned");
+    });
+    let data = pattern(256 * 1024);
+    let sent = data.clone();
+    let writer = thread::spawn(move || {
+        stdin_test.write_all(&sent).unwrap();
+        stdin_test.shutdown(Shutdown::Write).unwrap();
+    });
+    let reader = thread::spawn(move || {
+        let mut got = Vec::new();
+        stdout_test.read_to_end(&mut got).map(|_| got)
+    });
+    let done = lost.clone();
+    run_until(&mut reactor, "connection_lost after end of input", move |_| done.get());
+    writer.join().unwrap();
+    let got = reader.join().unwrap().expect("the echo, then end of output");
+    assert!(got == data, "echoed bytes differ ({} of {} bytes)", got.len(), data.len());
+    // No re-entrancy: connection_made ran after the callback that opened standard I/O.
+    assert_eq!(order.borrow()[..2], ["callback returned", "connection_made"]);
+}
+
+/// Records `connection_made` and forwards everything to `inner`.
+struct Recorder {
+    order: std::rc::Rc<std::cell::RefCell<Vec<&'static str>>>,
+    inner: Echo,
+}
+
+impl Protocol for Recorder {
+    fn connection_made(&mut self, cx: &mut Ctx<'_>) {
+        self.order.borrow_mut().push("connection_made");
+        self.inner.connection_made(cx);
+    }
+
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        self.inner.data_received(cx, data);
+    }
+
+    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
+        self.inner.eof_received(cx)
+    }
+
+    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        self.inner.connection_lost(cx, reason);
+    }
+}

@@ -9,6 +9,7 @@
 //! | [`socket`] | [`StreamSocket`]: what the loop needs of a stream socket of any kind (see its "Adding a transport") |
 //! | [`tcp`], [`unix`] | the two stream kinds: binding (socket2 options; stale Unix files, modes, lock files, abstract names), connecting, options |
 //! | [`listener`] | [`ListenerSocket`], one accept with its outcome classified (per-connection vs resource errors), the reserve descriptor |
+//! | [`endpoint`] | Twisted's endpoint strings (`tcp:8080:interface=127.0.0.1`, `unix:/run/app.sock`, `tls:host=…:port=443`) parsed into [`ServerEndpoint`] and [`ClientEndpoint`]: pure parsing, see its `# Grammar` |
 //! | [`connector`] | starting a non-blocking connect of any kind, and establishing it |
 //! | [`connection`] | the per-connection state machine: reading, pausing, half-close, clean, abortive and lingering close |
 //! | [`buffer`] | the [`WriteBuffer`] with watermarks, coalescing, and the direct write of large chunks |
@@ -33,11 +34,14 @@ pub mod address;
 pub mod buffer;
 pub mod connection;
 pub mod connector;
+pub mod endpoint;
+pub mod handoff;
 pub mod listener;
 pub mod memory;
 pub mod producer;
 pub mod socket;
 pub mod stdio;
+pub mod systemd;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
@@ -52,10 +56,13 @@ pub use buffer::{
 };
 pub use connection::{Connection, Linger, ReadOutcome, Socket};
 pub use connector::{establish, start_stream_connect};
+pub use endpoint::{ClientEndpoint, EndpointParseError, ServerEndpoint, SystemdDomain};
+pub use handoff::{handoff_queue, HandedOff, HandoffError, HandoffReceiver, HandoffSender};
 pub use listener::{AcceptOutcome, ListenerSocket, ReserveFd, RESERVE_DRAIN_MAX};
 pub use memory::MemorySocket;
 pub use producer::{ProducerCall, ProducerState};
 pub use socket::{BoxedStream, ConnectProgress, PeerCredentials, StreamSocket};
+pub use systemd::{inherited_count, inherited_listener, InheritedKind};
 pub use tcp::{bind_listener, connect_progress, start_connect, ListenOptions, DEFAULT_BACKLOG};
 pub use udp::{bind_udp, RecvOutcome, SendOutcome, UdpOptions, UdpSocket, DEFAULT_MAX_DATAGRAM};
 pub use unix::{
@@ -82,6 +89,14 @@ pub enum TransportError {
         addr: SocketAddr,
         /// The underlying error.
         source: io::Error,
+    },
+    /// An inherited (socket-activated) listening socket could not be adopted.
+    #[error("cannot use inherited socket {index} (descriptor {}): {reason}", index + 3)]
+    Inherited {
+        /// Its index (0 is descriptor 3).
+        index: usize,
+        /// What was wrong.
+        reason: String,
     },
     /// Watermarks with low above high.
     #[error("invalid write buffer limits: low ({low}) is above high ({high})")]

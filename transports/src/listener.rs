@@ -29,6 +29,8 @@ pub enum ListenerSocket {
     Tcp(TcpListener),
     /// A Unix stream socket (its file is removed when it is dropped, if still ours).
     Unix(crate::unix::UnixListenerSocket),
+    /// Connections another thread accepted and handed over (see [`crate::handoff`]).
+    Handoff(crate::handoff::HandoffReceiver),
 }
 
 /// The result of one accept attempt.
@@ -74,6 +76,7 @@ impl ListenerSocket {
         match self {
             ListenerSocket::Tcp(l) => l.local_addr().map(Address::Inet),
             ListenerSocket::Unix(l) => Ok(Address::Unix(l.local_addr().clone())),
+            ListenerSocket::Handoff(h) => Ok(h.local_address().clone()),
         }
     }
 
@@ -86,6 +89,7 @@ impl ListenerSocket {
             ListenerSocket::Unix(l) => {
                 l.accept().map(|(s, peer)| (Box::new(s) as BoxedStream, Address::Unix(peer)))
             }
+            ListenerSocket::Handoff(h) => return h.accept_one(),
         };
         match result {
             Ok((stream, peer)) => AcceptOutcome::Accepted(stream, peer),
@@ -119,6 +123,7 @@ impl mio::event::Source for ListenerSocket {
         match self {
             ListenerSocket::Tcp(l) => l.register(registry, token, interests),
             ListenerSocket::Unix(l) => l.register(registry, token, interests),
+            ListenerSocket::Handoff(h) => h.source().register(registry, token, interests),
         }
     }
 
@@ -131,6 +136,7 @@ impl mio::event::Source for ListenerSocket {
         match self {
             ListenerSocket::Tcp(l) => l.reregister(registry, token, interests),
             ListenerSocket::Unix(l) => l.reregister(registry, token, interests),
+            ListenerSocket::Handoff(h) => h.source().reregister(registry, token, interests),
         }
     }
 
@@ -138,6 +144,7 @@ impl mio::event::Source for ListenerSocket {
         match self {
             ListenerSocket::Tcp(l) => l.deregister(registry),
             ListenerSocket::Unix(l) => l.deregister(registry),
+            ListenerSocket::Handoff(h) => h.source().deregister(registry),
         }
     }
 }

@@ -20,6 +20,9 @@
 //! * The stdin thread may stay blocked in `read` after the connection ends (a blocking read
 //!   cannot be interrupted); it is detached and ends with the process, or at the next byte or
 //!   end of input.
+//! * The stdout thread ends once the loop's end is closed and everything before the close is
+//!   written; [`StdioPair::output_done`] disconnects then, so a program can wait for its
+//!   output to reach stdout before it exits.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -28,9 +31,18 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 /// Bytes each copying thread moves per system call.
 const COPY_BUFFER: usize = 64 * 1024;
 
-/// Starts the two copying threads and returns the loop's end of the socket pair
-/// (non-blocking).
-pub fn stdio_pair<R, W>(input: R, output: W) -> io::Result<mio::net::UnixStream>
+/// The loop's end of a standard I/O pair, and a way to wait for the output thread.
+#[derive(Debug)]
+pub struct StdioPair {
+    /// The loop's end of the socket pair (non-blocking).
+    pub stream: mio::net::UnixStream,
+    /// Disconnects (`recv` returns an error) when the output thread has written everything
+    /// the loop sent before closing its end, and exited.
+    pub output_done: std::sync::mpsc::Receiver<()>,
+}
+
+/// Starts the two copying threads and returns the loop's end of the socket pair.
+pub fn stdio_pair<R, W>(input: R, output: W) -> io::Result<StdioPair>
 where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
@@ -40,8 +52,12 @@ where
     let to_loop = theirs.try_clone()?;
     let from_loop = theirs;
     std::thread::Builder::new().name("torsion-stdin".into()).spawn(move || copy_in(input, to_loop))?;
-    std::thread::Builder::new().name("torsion-stdout".into()).spawn(move || copy_out(from_loop, output))?;
-    Ok(mio::net::UnixStream::from_std(ours))
+    let (done, output_done) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new().name("torsion-stdout".into()).spawn(move || {
+        copy_out(from_loop, output);
+        drop(done);
+    })?;
+    Ok(StdioPair { stream: mio::net::UnixStream::from_std(ours), output_done })
 }
 
 /// stdin → socket, then a half-close.

@@ -77,6 +77,21 @@ pub fn start_connect(addr: SocketAddr) -> Result<TcpStream, TransportError> {
     TcpStream::connect(addr).map_err(|e| TransportError::Connect { addr, source: e })
 }
 
+/// [`start_connect`] from a given local address (port chosen by the kernel): Twisted's
+/// `bindAddress`.
+pub fn start_connect_from(addr: SocketAddr, local: std::net::IpAddr) -> Result<TcpStream, TransportError> {
+    let fail = |source: io::Error| TransportError::Connect { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    socket.bind(&SocketAddr::new(local, 0).into()).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(fail(e)),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
 /// Checks a connecting stream after an event, following mio's documented steps: `take_error`,
 /// then `peer_addr` (`NotConnected` means "not yet").
 pub fn connect_progress(stream: &TcpStream) -> ConnectProgress {

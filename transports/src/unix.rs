@@ -249,6 +249,13 @@ pub struct UnixListenerSocket {
 }
 
 impl UnixListenerSocket {
+    /// Wraps a listening socket someone else created (socket activation): it is never
+    /// unlinked by us. The socket must be non-blocking already.
+    pub fn adopt(listener: std::os::unix::net::UnixListener) -> io::Result<UnixListenerSocket> {
+        let addr = UnixAddr::from_std(&listener.local_addr()?);
+        Ok(UnixListenerSocket { listener: UnixListener::from_std(listener), addr, file: None, lock: None })
+    }
+
     /// The address it listens on, as given to [`bind_unix_listener`] (a relative path stays
     /// relative, and is resolved again against the current directory when the file is removed).
     pub fn local_addr(&self) -> &UnixAddr {

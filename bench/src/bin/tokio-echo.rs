@@ -4,8 +4,11 @@
 //! read. This is the idiomatic tokio echo server, run on a `current_thread` runtime so
 //! it competes on the same single core as the other servers.
 //!
-//! Usage: `tokio-echo [--listen 127.0.0.1:0]`. The first line on standard output is
-//! `listening on <addr>`.
+//! `--threads N` (N > 1) runs it on tokio's multi-thread runtime with N workers instead, the
+//! comparison point for torsion's `echo-server --threads N` (bench/threads.sh).
+//!
+//! Usage: `tokio-echo [--listen 127.0.0.1:0] [--threads N]`. The first line on standard
+//! output is `listening on <addr>`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,6 +27,11 @@ struct Cli {
     /// Address to listen on (port 0 lets the kernel choose).
     #[arg(long, default_value = torsion_bench::DEFAULT_LISTEN)]
     listen: SocketAddr,
+
+    /// Worker threads: 1 (default) is the `current_thread` runtime; more is the
+    /// multi-thread runtime with that many workers (work-stealing, one shared listener).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 /// Echoes everything read from `stream` back to it until the peer closes or an error.
@@ -71,7 +79,12 @@ async fn serve(listen: SocketAddr) -> io::Result<()> {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> io::Result<()> {
-    serve(Cli::parse().listen).await
+fn main() -> io::Result<()> {
+    let cli = Cli::parse();
+    let runtime = if cli.threads > 1 {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads).enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    };
+    runtime.block_on(serve(cli.listen))
 }

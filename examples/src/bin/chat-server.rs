@@ -15,6 +15,15 @@
 //! (every client gets what was queued for it, then EOF; exit 0), and a setup error is one line
 //! on stderr with exit code 2.
 //!
+//! # One thread, on purpose
+//! Unlike `echo-server` and `frame-echo`, this server has no `--threads`: a room is one
+//! ordered conversation. On one reactor every member sees every message in the same order,
+//! and the room is plain state no lock guards. Spread over a pool of reactors, each broadcast
+//! would be a cross-reactor call per reactor, and two messages sent at the same moment from
+//! two reactors could reach members in different orders; keeping one order would mean running
+//! the room as a service on one thread, which is this server again. One reactor also carries
+//! a great many chat clients: a room's cost is the broadcast, not the cores.
+//!
 //! ```text
 //! cargo run --release -p torsion-examples --bin chat-server      # listens on 127.0.0.1:8000
 //! nc 127.0.0.1 8000                                              # in two or more terminals

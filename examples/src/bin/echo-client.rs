@@ -9,11 +9,17 @@
 //! * **Streams are not messages.** A reply may arrive split anywhere, down to one byte, or
 //!   several replies in one read: the protocol buffers bytes in a [`LineBuffer`] and prints
 //!   only complete lines.
-//! * **Other threads talk to the reactor through its handle.** Reading stdin blocks, so a
-//!   separate thread reads it and hands each line to the reactor with
-//!   [`ReactorHandle::call_from_thread`]; the closure runs on the reactor thread and finds the
-//!   connection by its [`ConnId`] with `cx.transport_for(id)`. At end of input it half-closes
-//!   (`write_eof`); the echo server finishes and closes, and the client exits.
+//! * **Standard I/O is a connection too.** Once connected, the client opens
+//!   [`LoopCtx::standard_io`]: a second protocol whose `data_received` is stdin and whose
+//!   transport writes to stdout (Twisted's `StandardIO`; stdin and stdout stay blocking, two
+//!   threads copy them). Each connection's `pause_producing` / `resume_producing` pauses and
+//!   resumes reading the other: a server that stops reading pauses reading stdin, a stdout
+//!   nobody reads pauses reading the server. End of stdin half-closes the server connection
+//!   (`write_eof`); the echo server finishes and closes, and the client exits after the last
+//!   reply reached stdout.
+//! * **Staying connected.** With `--reconnect` a [`ClientService`] owns the connection: a
+//!   refused connect or a lost connection is retried with backoff, stdin waits meanwhile, and
+//!   the same standard I/O connection is attached to each new server connection.
 //!
 //! Like the servers, it stops gracefully on SIGINT/SIGTERM (the connection is flushed and
 //! closed) and then exits 0; a bad address is one line on stderr with exit code 2.
@@ -22,10 +28,11 @@
 //! echo-client --connect 127.0.0.1:8000                        # lines from stdin
 //! echo-client --connect 127.0.0.1:8000 --message hi --count 3 # "hi" three times, then exit
 //! echo-client --connect unix:/tmp/echo.sock --message hi      # over a Unix socket
+//! echo-client --connect 127.0.0.1:8000 --reconnect            # survives server restarts
 //! ```
 
 use std::cell::RefCell;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +45,7 @@ use torsion_examples::{
     LineBuffer, EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::{
-    Address, ClientFactory, ConnId, Ctx, DisconnectReason, Error, LoopCtx, Protocol, Reactor, ReactorHandle,
+    Address, ClientFactory, ClientService, ConnId, Ctx, DisconnectReason, Error, LoopCtx, Protocol, Reactor,
     TransportError,
 };
 use tracing::{debug, info, warn};
@@ -61,12 +68,17 @@ struct Args {
     /// With --message: how many times to send TEXT.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "message")]
     count: usize,
+    /// Keep connecting: retry a refused connect, and reconnect after the server goes away
+    /// (1 s, then x1.5 up to 60 s, with jitter). Input typed meanwhile waits and is sent once
+    /// connected. Not with --message.
+    #[arg(long, conflicts_with = "message")]
+    reconnect: bool,
 }
 
 /// What to send.
 #[derive(Debug, Clone)]
 enum Mode {
-    /// Forward stdin, line by line, from a separate thread.
+    /// Forward stdin to the server and replies to stdout, over standard I/O.
     Stdin,
     /// Send `payload` at once and close after `expected` reply lines.
     Repeat { payload: Vec<u8>, expected: usize },
@@ -92,6 +104,7 @@ struct EchoClientFactory {
     mode: Mode,
     addr: Address,
     outcome: Rc<RefCell<Outcome>>,
+    link: Rc<RefCell<Link>>,
 }
 
 impl ClientFactory for EchoClientFactory {
@@ -101,6 +114,7 @@ impl ClientFactory for EchoClientFactory {
             mode: self.mode.clone(),
             replies: LineBuffer::default(),
             outcome: self.outcome.clone(),
+            link: self.link.clone(),
         })
     }
 
@@ -110,22 +124,97 @@ impl ClientFactory for EchoClientFactory {
     }
 }
 
+/// What the server connection and the standard I/O connection share in stdin mode. Each is
+/// the other's flow control: a server that stops reading pauses reading stdin, a stdout that
+/// backs up pauses reading the server. Reached by id, as every connection is.
+#[derive(Debug)]
+struct Link {
+    /// The live server connection (with --reconnect, it changes; `None` between connections).
+    server: Option<ConnId>,
+    /// The standard I/O connection, opened at the first connection and kept.
+    stdio: Option<ConnId>,
+    /// Input read while no server connection was up (with --reconnect), sent on reconnect.
+    pending: Vec<u8>,
+    /// stdin has ended (the server connection gets, or got, `write_eof`).
+    input_done: bool,
+    /// Whether the input so far ended with a newline (a last line without one gets one).
+    ended_with_newline: bool,
+    /// Keep connecting after a loss (--reconnect).
+    reconnect: bool,
+}
+
+impl Link {
+    fn new(reconnect: bool) -> Link {
+        Link {
+            server: None,
+            stdio: None,
+            pending: Vec::new(),
+            input_done: false,
+            ended_with_newline: true,
+            reconnect,
+        }
+    }
+}
+
 /// The client side of one connection.
 #[derive(Debug)]
 struct EchoClient {
     mode: Mode,
     replies: LineBuffer,
     outcome: Rc<RefCell<Outcome>>,
+    link: Rc<RefCell<Link>>,
+}
+
+impl EchoClient {
+    /// Prints reply lines: to the standard I/O connection in stdin mode (flow-controlled), to
+    /// stdout directly otherwise.
+    fn print(&mut self, cx: &mut Ctx<'_>, lines: &[Vec<u8>]) -> io::Result<()> {
+        let Some(stdio) = self.link.borrow().stdio else { return print_lines(lines) };
+        if let Some(mut out) = cx.transport_for(stdio) {
+            for line in lines {
+                out.write(line);
+                out.write(b"\n");
+            }
+        }
+        Ok(())
+    }
+
+    /// Stdin mode: (re)attach standard I/O to this connection.
+    fn attach(&mut self, cx: &mut Ctx<'_>) {
+        let server = cx.conn_id();
+        let (stdio, pending, input_done) = {
+            let mut link = self.link.borrow_mut();
+            link.server = Some(server);
+            (link.stdio, std::mem::take(&mut link.pending), link.input_done)
+        };
+        match stdio {
+            None => {
+                match cx.standard_io(StdinSide { link: self.link.clone(), outcome: self.outcome.clone() }) {
+                    Ok(stdio) => self.link.borrow_mut().stdio = Some(stdio),
+                    Err(e) => {
+                        self.outcome.borrow_mut().stdout_error = Some(io::Error::other(e.to_string()));
+                        cx.transport().abort_connection();
+                    }
+                }
+            }
+            Some(stdio) => {
+                // Reconnected: what came in meanwhile goes first, then stdin flows again.
+                let mut transport = cx.transport();
+                transport.write(&pending);
+                if input_done {
+                    transport.write_eof();
+                } else if let Some(mut input) = cx.transport_for(stdio) {
+                    input.resume_reading();
+                }
+            }
+        }
+    }
 }
 
 impl Protocol for EchoClient {
     fn connection_made(&mut self, cx: &mut Ctx<'_>) {
         match &self.mode {
-            Mode::Stdin => {
-                // The thread gets a handle and this connection's id, never the transport itself.
-                let (handle, id) = (cx.handle(), cx.conn_id());
-                std::thread::spawn(move || forward_stdin(&handle, id));
-            }
+            Mode::Stdin => self.attach(cx),
             Mode::Repeat { payload, expected } => {
                 let mut transport = cx.transport();
                 transport.write(payload);
@@ -141,9 +230,10 @@ impl Protocol for EchoClient {
         if lines.is_empty() {
             return;
         }
+        let printed = self.print(cx, &lines);
         let mut outcome = self.outcome.borrow_mut();
         outcome.lines += lines.len();
-        if let Err(e) = print_lines(&lines) {
+        if let Err(e) = printed {
             outcome.stdout_error = Some(e);
             cx.transport().abort_connection();
             return;
@@ -156,50 +246,121 @@ impl Protocol for EchoClient {
         }
     }
 
+    /// Our output to the server backed up: stop reading stdin.
+    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        if let Some(mut input) = self.link.borrow().stdio.and_then(|id| cx.transport_for(id)) {
+            input.pause_reading();
+        }
+    }
+
+    /// It drained: read stdin again.
+    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+        if let Some(mut input) = self.link.borrow().stdio.and_then(|id| cx.transport_for(id)) {
+            input.resume_reading();
+        }
+    }
+
     fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
         debug!(%reason, "disconnected");
-        let mut outcome = self.outcome.borrow_mut();
         if let Some(rest) = self.replies.take_rest() {
             // A last reply with no newline (the server closed mid-line): print what came.
-            if let Err(e) = print_lines(&[rest]) {
-                outcome.stdout_error.get_or_insert(e);
+            if let Err(e) = self.print(cx, &[rest]) {
+                self.outcome.borrow_mut().stdout_error.get_or_insert(e);
             }
         }
-        outcome.lost = Some(reason);
+        self.outcome.borrow_mut().lost = Some(reason.clone());
+        let (reconnect, stdio) = {
+            let mut link = self.link.borrow_mut();
+            link.server = None;
+            (link.reconnect && !link.input_done && self.outcome.borrow().stdout_error.is_none(), link.stdio)
+        };
+        if reconnect {
+            // The service connects again; stdin waits (unread) until it has.
+            warn!(%reason, "connection lost; reconnecting");
+            if let Some(mut input) = stdio.and_then(|id| cx.transport_for(id)) {
+                input.pause_reading();
+            }
+            return;
+        }
+        // Stopping closes standard I/O after its flush; `run` returns once stdout has it all.
         cx.stop_reactor();
     }
 }
 
-/// Runs on its own thread: sends each stdin line to the connection, then half-closes it.
-fn forward_stdin(handle: &ReactorHandle, id: ConnId) {
-    let mut input = io::stdin().lock();
-    let mut line = Vec::new();
-    loop {
-        match input.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {
-                if !line.ends_with(b"\n") {
-                    line.push(b'\n');
-                }
-                let line = std::mem::take(&mut line);
-                // Runs on the reactor thread; the connection may be gone by then.
-                handle.call_from_thread(move |cx| {
-                    if let Some(mut transport) = cx.transport_for(id) {
-                        transport.write(&line);
-                    }
-                });
+/// The standard I/O side in stdin mode: stdin goes to the server as it comes.
+#[derive(Debug)]
+struct StdinSide {
+    link: Rc<RefCell<Link>>,
+    outcome: Rc<RefCell<Outcome>>,
+}
+
+impl StdinSide {
+    fn server<'a>(&self, cx: &'a mut Ctx<'_>) -> Option<torsion_reactor::Transport<'a>> {
+        let id = self.link.borrow().server?;
+        cx.transport_for(id)
+    }
+}
+
+impl Protocol for StdinSide {
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        let Some(&last) = data.last() else { return };
+        self.link.borrow_mut().ended_with_newline = last == b'\n';
+        match self.server(cx) {
+            Some(mut server) => {
+                server.write(data);
             }
-            Err(e) => {
-                warn!(error = %e, "reading stdin failed; closing");
-                break;
+            None => {
+                // Between connections (--reconnect): keep it for the next one, read no more.
+                self.link.borrow_mut().pending.extend_from_slice(data);
+                cx.transport().pause_reading();
             }
         }
     }
-    handle.call_from_thread(move |cx| {
-        if let Some(mut transport) = cx.transport_for(id) {
-            transport.write_eof();
+
+    fn eof_received(&mut self, cx: &mut Ctx<'_>) -> bool {
+        // End of input: finish the last line and half-close; the replies still come to stdout.
+        let newline = {
+            let mut link = self.link.borrow_mut();
+            link.input_done = true;
+            !link.ended_with_newline
+        };
+        match self.server(cx) {
+            Some(mut server) => {
+                if newline {
+                    server.write(b"\n");
+                }
+                server.write_eof();
+            }
+            None if newline => self.link.borrow_mut().pending.push(b'\n'),
+            None => {}
         }
-    });
+        true
+    }
+
+    /// stdout backed up: stop reading replies.
+    fn pause_producing(&mut self, cx: &mut Ctx<'_>) {
+        if let Some(mut server) = self.server(cx) {
+            server.pause_reading();
+        }
+    }
+
+    /// It drained: read replies again.
+    fn resume_producing(&mut self, cx: &mut Ctx<'_>) {
+        if let Some(mut server) = self.server(cx) {
+            server.resume_reading();
+        }
+    }
+
+    fn connection_lost(&mut self, cx: &mut Ctx<'_>, reason: DisconnectReason) {
+        if let DisconnectReason::Lost(e) = reason {
+            // stdout went away (EPIPE): nothing can be shown any more.
+            self.outcome.borrow_mut().stdout_error.get_or_insert(io::Error::new(e.kind(), e.to_string()));
+            if let Some(mut server) = self.server(cx) {
+                server.abort_connection();
+            }
+            cx.stop_reactor();
+        }
+    }
 }
 
 /// Prints lines to stdout, each followed by `\n`, and flushes.
@@ -254,9 +415,24 @@ fn run(args: &Args) -> Result<(), (i32, String)> {
 
     let mut reactor = Reactor::new().map_err(startup_failure)?;
     let outcome = Rc::new(RefCell::new(Outcome::default()));
-    let factory = EchoClientFactory { mode: mode.clone(), addr: addr.clone(), outcome: outcome.clone() };
-    // TCP or Unix: `connect` takes either kind of address.
-    reactor.connect(addr.clone(), factory).map_err(|e| (EXIT_FAILURE, connect_error(&addr, &e)))?;
+    let link = Rc::new(RefCell::new(Link::new(args.reconnect)));
+    let factory = EchoClientFactory {
+        mode: mode.clone(),
+        addr: addr.clone(),
+        outcome: outcome.clone(),
+        link: link.clone(),
+    };
+    if args.reconnect {
+        // The service owns the retries; the factory's failure hook is not used then.
+        let target = addr.clone();
+        ClientService::new(addr.clone(), factory)
+            .on_failure(move |_cx, e| warn!("{}; retrying", connect_error(&target, e)))
+            .on_connected(|_cx, id| info!(?id, "connected"))
+            .start(&mut reactor);
+    } else {
+        // TCP or Unix: `connect` takes either kind of address.
+        reactor.connect(addr.clone(), factory).map_err(|e| (EXIT_FAILURE, connect_error(&addr, &e)))?;
+    }
     // SIGINT/SIGTERM stop the reactor gracefully (the connection is flushed and closed); the
     // flag tells an interrupted run, which exits 0, from a server that hung up early.
     let interrupted = Arc::new(AtomicBool::new(false));

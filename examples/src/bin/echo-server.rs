@@ -16,9 +16,14 @@
 //!   asked for port 0, so scripts can find it;
 //! * SIGINT/SIGTERM stop the reactor gracefully (stop accepting, flush and close every
 //!   connection), after which the process exits 0. A second signal aborts what is left.
+//! * `--threads N` uses N cores: N reactor threads, each with its own SO_REUSEPORT listener
+//!   (the kernel spreads connections over them), each `Echo` living on the thread that
+//!   accepted it. 1 (the default) is one reactor on the main thread; 0 is one per core. The
+//!   factory code is the same.
 //!
 //! ```text
 //! cargo run -p torsion-examples --bin echo-server -- --listen 127.0.0.1:0
+//! cargo run -p torsion-examples --bin echo-server -- --listen 127.0.0.1:0 --threads 0   # every core
 //! cargo run -p torsion-examples --bin echo-server -- --listen unix:/tmp/echo.sock   # nc -U /tmp/echo.sock
 //! RUST_LOG=debug cargo run -p torsion-examples --bin echo-server   # log every connection
 //! ```
@@ -26,6 +31,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use torsion_examples::pool_cli::serve_on_pool;
 use torsion_examples::{
     announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
     EXIT_FAILURE, EXIT_USAGE,
@@ -43,6 +49,12 @@ struct Args {
     /// socket file at PATH is replaced; a live server there is an error.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     listen: String,
+
+    /// Reactor threads: 1 runs one reactor on the main thread; N > 1 runs N reactors, each
+    /// accepting on its own SO_REUSEPORT socket (a Unix socket is handed off by one acceptor
+    /// thread); 0 runs one per core.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +66,15 @@ fn main() -> ExitCode {
 /// Runs the server until a signal stops it. Errors carry the exit code and a one-line message.
 fn serve(args: &Args) -> Result<(), (i32, String)> {
     let addr = parse_endpoint(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    if args.threads != 1 {
+        // Every core: the same factory, built once per reactor thread.
+        return serve_on_pool(&addr, args.threads, "echo server", |_reactor| {
+            |peer: Address| {
+                debug!(%peer, "accepted a connection");
+                Some(Echo)
+            }
+        });
+    }
 
     let mut reactor = Reactor::new().map_err(startup_failure)?;
     // The factory: called once per accepted connection, it builds that connection's protocol.

@@ -26,6 +26,8 @@
 //! (`RUST_LOG=debug` shows each connection and why it closed), SIGINT/SIGTERM stop it
 //! gracefully with exit code 0, and a startup failure (including a `--max-length` the length
 //! prefix cannot express, such as over 255 for `int8`) is one line on stderr with exit code 2.
+//! `--threads N` serves on N reactor threads (0: one per core; 1, the default, is one reactor
+//! on the main thread): each framer lives on the thread that accepted its connection.
 //!
 //! `nc -N` is OpenBSD netcat (Debian's `netcat-openbsd`): it closes its side at the end of
 //! input, so `nc` exits once the echo is back; with traditional netcat use `nc -q 1` instead.
@@ -41,6 +43,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use torsion_examples::pool_cli::serve_on_pool;
 use torsion_examples::{
     announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
     EXIT_FAILURE, EXIT_USAGE,
@@ -76,6 +79,12 @@ struct Args {
     /// sends `\r\n`; echoed lines always end in `\r\n`. Default: exact.
     #[arg(long, value_enum, value_name = "MODE")]
     line_endings: Option<Endings>,
+
+    /// Reactor threads: 1 runs one reactor on the main thread; N > 1 runs N reactors, each
+    /// accepting on its own SO_REUSEPORT socket (a Unix socket is handed off by one acceptor
+    /// thread); 0 runs one per core.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
 }
 
 /// `--line-endings`: the command-line names of [`LineEndings`].
@@ -231,6 +240,16 @@ fn main() -> ExitCode {
 fn serve(args: &Args) -> Result<(), (i32, String)> {
     let addr = parse_endpoint(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
     let settings = Settings::from_args(args).map_err(|message| (EXIT_USAGE, message))?;
+    if args.threads != 1 {
+        // Every core: one factory per reactor thread, each building framers for its own
+        // connections.
+        return serve_on_pool(&addr, args.threads, "frame echo", move |_reactor| {
+            move |peer: Address| {
+                debug!(%peer, "accepted a connection");
+                Some(build(settings))
+            }
+        });
+    }
 
     let mut reactor = Reactor::new().map_err(startup_failure)?;
     let factory = move |peer: Address| {

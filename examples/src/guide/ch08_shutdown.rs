@@ -17,7 +17,10 @@
 //!    order they were added, while everything is still open; each gets the deadline. This is
 //!    where a chat server says goodbye ([chapter 3](super::ch03_chat)) or a server stops
 //!    taking new work.
-//! 2. Listeners close (a Unix socket file is removed), pending outbound connects are
+//! 2. Clients already queued on a listener (connected, not yet accepted) are accepted, so
+//!    that they are closed cleanly in step 3 instead of reset by the listener's close (up to
+//!    4096 per listener, [`Reactor::set_shutdown_drain_max`]).
+//!    Listeners close (a Unix socket file is removed), pending outbound connects are
 //!    cancelled (their factories hear `client_connection_failed`).
 //! 3. Every connection is closed as by `lose_connection`: its buffer is flushed, FIN is
 //!    sent, and its protocol gets `connection_lost(Clean)`.
@@ -135,3 +138,4 @@
 //! [`Reactor::set_shutdown_timeout`]: torsion_reactor::Reactor::set_shutdown_timeout
 //! [`Reactor::install_signal_handlers`]: torsion_reactor::Reactor::install_signal_handlers
 //! [`ReactorHandle::stop`]: torsion_reactor::ReactorHandle::stop
+//! [`Reactor::set_shutdown_drain_max`]: torsion_reactor::Reactor::set_shutdown_drain_max

@@ -22,7 +22,10 @@
 //! | [8. Shutting down cleanly](ch08_shutdown) | any server, then Ctrl-C |
 //! | [9. Unix sockets](ch09_unix) | any binary with `unix:PATH` |
 //! | [10. Datagrams (UDP)](ch10_udp) | `udp-echo`, `udp-time` |
-//! | [11. An HTTP/1.1 server](ch11_http) | `http-server` |
+//! | [11. Child processes and standard I/O](ch11_processes) | `exec-server`, `echo-client` |
+//! | [12. Endpoints, names, reconnecting, blocking work](ch12_endpoints) | `echo-client --reconnect` |
+//! | [13. Every core](ch13_many_cores) | `echo-server --threads 0` |
+//! | [14. An HTTP/1.1 server](ch14_http) | `http-server` |
 //!
 //! If you know another framework, skim [coming from Twisted](from_twisted) or
 //! [coming from tokio or asyncio](from_tokio) first: each is a table from the names you
@@ -48,6 +51,9 @@ pub mod ch07_policies;
 pub mod ch08_shutdown;
 pub mod ch09_unix;
 pub mod ch10_udp;
-pub mod ch11_http;
+pub mod ch11_processes;
+pub mod ch12_endpoints;
+pub mod ch13_many_cores;
+pub mod ch14_http;
 pub mod from_tokio;
 pub mod from_twisted;

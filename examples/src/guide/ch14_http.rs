@@ -1,4 +1,4 @@
-//! # Chapter 11: An HTTP/1.1 server
+//! # Chapter 14: An HTTP/1.1 server
 //!
 //! HTTP is a protocol like any other here: [`HttpProtocol`](torsion_protocols::http::HttpProtocol)
 //! implements [`Protocol`](torsion_reactor::Protocol), and [`HttpServer`] is its factory. What
