@@ -28,7 +28,7 @@ pub enum Route<H> {
 ///
 /// ```no_run
 /// use std::rc::Rc;
-/// use torsion_protocols::http::{status, HttpConfig, HttpServer};
+/// use torsion_protocols::http::{status, HttpServer};
 /// use torsion_protocols::websocket::{Message, Route, WsConfig, WsCtx, WsHandler, WsServer};
 /// use torsion_reactor::Reactor;
 ///
@@ -44,13 +44,14 @@ pub enum Route<H> {
 ///
 /// let mut reactor = Reactor::new().unwrap();
 /// let ws = Rc::new(WsConfig::default());
-/// let server = HttpServer::new(Rc::new(HttpConfig::default()), move |_peer| {
+/// let server = HttpServer::new(move |_peer: &torsion_reactor::Address| {
 ///     WsServer::new(ws.clone(), |request| match request.uri().path() {
 ///         "/ws" => Route::Upgrade(Echo),
 ///         _ => Route::Respond(status(http::StatusCode::NOT_FOUND)),
 ///     })
 /// });
-/// server.listen(&mut reactor, "127.0.0.1:0".parse().unwrap()).unwrap();
+/// let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+/// server.listen(&mut reactor, &addr.into()).unwrap();
 /// reactor.run().unwrap();
 /// ```
 pub struct WsServer<H, F> {
