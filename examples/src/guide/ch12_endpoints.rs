@@ -7,7 +7,7 @@
 //! typed values ([`ServerEndpoint`](torsion_reactor::ServerEndpoint),
 //! [`ClientEndpoint`](torsion_reactor::ClientEndpoint)); a bad string is an error that names
 //! the field and its position, never a guess. The full grammar is in
-//! [`torsion_transports::endpoint`]; every example binary's `--help` repeats it.
+//! the `endpoint` module of `torsion_transports` (the [`ServerEndpoint`](torsion_reactor::ServerEndpoint) docs link it); every example binary's `--help` repeats it.
 //!
 //! ```
 //! use torsion_reactor::{ClientEndpoint, ServerEndpoint};
