@@ -274,3 +274,17 @@ fn chunk_split_sweep_over_a_frame_stream() {
         decode_pieces(&mut FrameDecoder::new(Role::Server), pieces)
     });
 }
+
+#[test]
+fn wide_masking_matches_the_byte_by_byte_definition() {
+    let mask = [0xa1, 0x07, 0x5c, 0xf0];
+    for len in 0..40 {
+        for phase in 0..4 {
+            let data: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37)).collect();
+            let mut fast = data.clone();
+            torsion_protocols::websocket::apply_mask(&mut fast, mask, phase);
+            let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ mask[(phase + i) % 4]).collect();
+            assert_eq!(fast, slow, "len {len} phase {phase}");
+        }
+    }
+}

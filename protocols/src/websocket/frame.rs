@@ -291,10 +291,7 @@ impl FrameDecoder {
             let start = target.len();
             target.extend_from_slice(piece);
             if let Some(mask) = frame.mask {
-                let phase = (frame.done % 4) as usize;
-                for (i, b) in target[start..].iter_mut().enumerate() {
-                    *b ^= mask[(phase + i) % 4];
-                }
+                apply_mask(&mut target[start..], mask, (frame.done % 4) as usize);
             }
             frame.done += take as u64;
             frame.remaining -= take as u64;
@@ -456,9 +453,25 @@ pub fn encode_frame(out: &mut Vec<u8>, opcode: Opcode, fin: bool, payload: &[u8]
     let start = out.len();
     out.extend_from_slice(payload);
     if let Some(mask) = mask {
-        for (i, b) in out[start..].iter_mut().enumerate() {
-            *b ^= mask[i % 4];
-        }
+        apply_mask(&mut out[start..], mask, 0);
+    }
+}
+
+/// XORs `buf` with `mask`, starting at byte `phase` of the mask (RFC 6455 §5.3). Eight bytes
+/// at a time (the compiler vectorises it): a per-byte loop was most of the CPU a server spent
+/// on a 64 KiB message.
+pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], phase: usize) {
+    let m = [mask[phase % 4], mask[(phase + 1) % 4], mask[(phase + 2) % 4], mask[(phase + 3) % 4]];
+    let wide = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]]);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    // Whole 8-byte chunks keep the phase: the rest starts at `m[0]`.
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= m[i % 4];
     }
 }
 

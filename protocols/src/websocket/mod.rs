@@ -90,8 +90,8 @@ pub use conn::{
     DEFAULT_MAX_WRITE_BUFFER,
 };
 pub use frame::{
-    close_code, close_payload, encode_frame, encode_header, valid_close_code, Event, FrameDecoder, Message,
-    Opcode, Role, WsError, DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE,
+    apply_mask, close_code, close_payload, encode_frame, encode_header, valid_close_code, Event,
+    FrameDecoder, Message, Opcode, Role, WsError, DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE,
 };
 pub use handshake::{
     accept_key, check_request, client_request, is_upgrade_request, new_key, offered_protocols,
