@@ -288,3 +288,37 @@ fn wide_masking_matches_the_byte_by_byte_definition() {
         }
     }
 }
+
+mod random_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes, in any pieces, on either side: events or a typed error, never a panic,
+        /// and the same outcome whole or split.
+        #[test]
+        fn never_panics_and_splitting_changes_nothing(
+            data in proptest::collection::vec(any::<u8>(), 0..600),
+            cuts in proptest::collection::vec(1usize..50, 0..20),
+            server in any::<bool>(),
+        ) {
+            let role = if server { Role::Server } else { Role::Client };
+            let mut small = FrameDecoder::new(role);
+            small.set_max_message(300);
+            small.set_max_frame(200);
+            let whole = decode_pieces(&mut small, &[&data]);
+            let mut pieces = Vec::new();
+            let mut rest = &data[..];
+            for cut in cuts {
+                let (a, b) = rest.split_at(cut.min(rest.len()));
+                pieces.push(a);
+                rest = b;
+            }
+            pieces.push(rest);
+            let mut small = FrameDecoder::new(role);
+            small.set_max_message(300);
+            small.set_max_frame(200);
+            prop_assert_eq!(decode_pieces(&mut small, &pieces), whole);
+        }
+    }
+}

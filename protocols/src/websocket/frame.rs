@@ -352,7 +352,9 @@ impl FrameDecoder {
             if self.msg.len() as u64 + len > self.max_message as u64 {
                 return Err(WsError::MessageTooBig(self.max_message));
             }
-            self.msg.reserve(len as usize);
+            // Reserve for what is claimed only up to 64 KiB: the rest grows as it arrives, so
+            // headers alone cannot make the decoder hold memory.
+            self.msg.reserve(len.min(64 * 1024) as usize);
         }
         Ok(FrameHead { fin, opcode, mask, remaining: len, done: 0 })
     }
