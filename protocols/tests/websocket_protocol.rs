@@ -290,3 +290,70 @@ fn client_handshake_then_masked_frames() {
     assert!(!h.is_open(id));
     assert_eq!(*log.borrow(), ["lost 1006  clean=false"]);
 }
+
+/// Relays everything it reads to a WebSocket connection as binary messages, registered as
+/// that connection's push producer: when the WebSocket's peer stops reading, this
+/// connection stops being read.
+struct Relay {
+    target: ConnId,
+    relayed: Rc<std::cell::Cell<usize>>,
+}
+
+impl torsion_reactor::Protocol for Relay {
+    fn connection_made(&mut self, cx: &mut torsion_reactor::Ctx<'_>) {
+        let me = cx.conn_id();
+        let mut ws = cx.transport_for(self.target).expect("the WebSocket is open");
+        ws.register_producer(me, true).unwrap();
+    }
+    fn data_received(&mut self, cx: &mut torsion_reactor::Ctx<'_>, data: &[u8]) {
+        self.relayed.set(self.relayed.get() + data.len());
+        let mut frame = Vec::with_capacity(data.len() + 4);
+        encode_frame(&mut frame, Opcode::Binary, true, data, None);
+        if let Some(mut ws) = cx.transport_for(self.target) {
+            ws.write(&frame);
+        }
+    }
+}
+
+#[test]
+fn a_push_producer_feeds_a_websocket_within_its_watermarks() {
+    let (mut h, ws, log) = upgraded(WsConfig::default());
+    let relayed = Rc::new(std::cell::Cell::new(0));
+    let r = relayed.clone();
+    let src = h.accept(&mut move |_| Some(Relay { target: ws, relayed: r.clone() })).unwrap();
+    h.set_peer_window(ws, Some(0)); // the WebSocket's client reads nothing for now
+    let chunk = [7u8; 1000];
+    for _ in 0..300 {
+        h.feed(src, &chunk);
+    }
+    // The relay was paused once the WebSocket's buffer passed its high mark (64 KiB): far
+    // less than the 300 KB offered was read from it.
+    let read = relayed.get();
+    assert!(read < 100 * 1024, "the relay read {read} bytes: the producer was not paused");
+    // The client reads: everything arrives (as binary messages of whatever each read held).
+    h.set_peer_window(ws, None);
+    let mut out = Vec::new();
+    loop {
+        let got = h.take_written(ws);
+        if got.is_empty() {
+            break;
+        }
+        out.extend(got);
+    }
+    let mut d = torsion_protocols::websocket::FrameDecoder::new(torsion_protocols::websocket::Role::Client);
+    let mut rest = &out[..];
+    let mut total = 0;
+    while let Ok((used, event)) = d.decode(rest) {
+        rest = &rest[used..];
+        match event {
+            Some(torsion_protocols::websocket::Event::Message(Message::Binary(b))) => {
+                assert!(b.iter().all(|&x| x == 7), "the relayed bytes changed");
+                total += b.len();
+            }
+            None => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(total, 300 * chunk.len());
+    assert_eq!(*log.borrow(), ["open None"]);
+}
