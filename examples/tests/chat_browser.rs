@@ -3,7 +3,8 @@
 //! client in the same room. A name and a message typed in the page reach the line client as
 //! `<name> message`; a line from the line client shows in the page's transcript (read back
 //! from the DOM); hostile text (HTML, ANSI escapes) shows literally and runs nothing. A
-//! screenshot is saved as target/chat-browser.png for a person to look at.
+//! screenshot is saved as target/chat-browser.png for a person to look at. Then the server
+//! restarts on the same port and the page reconnects by itself and logs back in.
 //!
 //! Chromium is fenced in as /work/shared/reference/headless-chromium.md says: a dead proxy,
 //! host resolution limited to 127.0.0.1, background services off, a throwaway profile.
@@ -385,6 +386,30 @@ fn browser_and_line_client_talk_in_one_room() {
     let file = target_dir().join("chat-browser.png");
     std::fs::write(&file, png).unwrap();
     println!("screenshot: {}", file.canonicalize().unwrap().display());
+
+    // The server restarts on the same port: the page sees the drop, reconnects with
+    // backoff, and logs back in under the same name.
+    server.interrupt();
+    liner.expect("* Server shutting down");
+    assert!(server.wait_exit("chat-server").success());
+    cdp.wait_for(
+        "document.getElementById('state').textContent.startsWith('disconnected')",
+        "the page sees the drop",
+    );
+    let (mut server, first, _stdout2) =
+        start_announcing(CHAT_SERVER, &["--listen", "127.0.0.1:0", "--web", &web_addr.to_string()]);
+    let line_addr: SocketAddr = first.strip_prefix("listening on ").expect("first line").parse().unwrap();
+    cdp.wait_for("document.getElementById('state').textContent === 'connected'", "the page reconnects");
+    cdp.wait_for(
+        "[...document.querySelectorAll('#transcript .line')].filter(l => l.textContent.startsWith('Welcome, alice!')).length === 2",
+        "logged back in as alice",
+    );
+    let mut liner = LineClient::connect(line_addr);
+    liner.expect("Welcome! What's your name?");
+    liner.send(b"liner2");
+    liner.expect("Welcome, liner2! Online: alice, liner2");
+    cdp.type_line("back again");
+    liner.expect("<alice> back again");
 
     // Leaving: the line client sees the browser user go.
     cdp.type_line("/quit");
