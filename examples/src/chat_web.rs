@@ -18,9 +18,12 @@
 
 use std::rc::Rc;
 
+use bytes::Bytes;
+
 use http::header::{self, HeaderValue};
 use http::StatusCode;
 use torsion_protocols::http::{status, text, HttpServer, Request, Response};
+use torsion_protocols::policies::LimitConnectionsFactory;
 use torsion_protocols::websocket::{CloseInfo, Message, Route, WsConfig, WsCtx, WsHandler, WsServer};
 use torsion_reactor::{Address, Ctx, ListeningPort, Reactor};
 
@@ -33,8 +36,9 @@ pub const PAGE: &str = include_str!("chat_page.html");
 /// What a browser that sends a binary message reads.
 pub const BINARY_REFUSED: &str = "Binary messages are not chat; ignored.";
 
-/// Serves the page and the WebSocket for `room` on `addr` (with the same line limit and
-/// write-buffer cap as the line clients, from `config`).
+/// Serves the page and the WebSocket for `room` on `addr` (with the same line limit,
+/// write-buffer cap and cap on connections as the line clients, from `config`; over the cap a
+/// newcomer gets `503` and a close).
 pub fn listen_web(
     reactor: &mut Reactor,
     addr: &Address,
@@ -51,7 +55,17 @@ pub fn listen_web(
         let room = room.clone();
         WsServer::new(ws.clone(), move |request: &Request| route(request, &room))
     });
-    server.listen(reactor, addr)
+    server.install_graceful_stop(reactor);
+    // The same cap on connections as the line port (counted apart from it); one more reads
+    // `Server full` (as plain text: it is not HTTP yet) and is closed.
+    let mut limited = LimitConnectionsFactory::new(server);
+    limited
+        .set_max_connections(Some(config.max_clients))
+        .set_max_per_peer(None)
+        .set_refusal_message(Some(Bytes::from_static(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 12\r\nConnection: close\r\n\r\nServer full\n",
+    )));
+    reactor.listen(addr, limited)
 }
 
 fn route(request: &Request, room: &Room) -> Route<WebChatter> {

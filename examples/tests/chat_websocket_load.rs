@@ -139,8 +139,8 @@ fn ws_receive_all(client: &mut WsClient, expected: &HashMap<String, usize>) -> V
     notices
 }
 
-fn start_web_chat(tag: &str) -> (common::Listening, SocketAddr, std::path::PathBuf) {
-    let (server, log) = start_chat_logged(&["--web", "127.0.0.1:0"], tag);
+fn start_web_chat_with(tag: &str, extra: &[&str]) -> (common::Listening, SocketAddr, std::path::PathBuf) {
+    let (server, log) = start_chat_logged(&[&["--web", "127.0.0.1:0"], extra].concat(), tag);
     let second = server.stdout.recv_timeout(WAIT).expect("the `web on` line");
     let web = second
         .strip_prefix("web on http://")
@@ -148,6 +148,10 @@ fn start_web_chat(tag: &str) -> (common::Listening, SocketAddr, std::path::PathB
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("second line must be `web on http://<addr>/`, got {second:?}"));
     (server, web, log)
+}
+
+fn start_web_chat(tag: &str) -> (common::Listening, SocketAddr, std::path::PathBuf) {
+    start_web_chat_with(tag, &[])
 }
 
 #[test]
@@ -264,4 +268,21 @@ fn load_chat_websocket_non_reader_is_cut_off_at_the_cap() {
     assert!(peak < 40 * 1024, "server peak RSS {peak} KiB: memory is not bounded");
     drop(deaf);
     clients.clear();
+}
+
+/// The web port has the same cap on connections as the line port (`--max-clients`), counted
+/// apart: one over it reads a 503 and is closed; the line port still takes its own.
+#[test]
+fn the_web_port_is_capped_like_the_line_port() {
+    let (server, web, log) = start_web_chat_with("ws-cap", &["--max-clients", "2"]);
+    let (_a, _) = WsClient::join(web, "a");
+    let (_b, _) = WsClient::join(web, "b");
+    let mut third = common::connect(web);
+    let mut refusal = String::new();
+    third.read_to_string(&mut refusal).expect("a refusal, then EOF");
+    assert!(refusal.starts_with("HTTP/1.1 503 "), "{refusal:?}");
+    assert!(refusal.ends_with("Server full\n"), "{refusal:?}");
+    let (_line, greeting) = Client::join(server.addr, "c");
+    assert_eq!(greeting, "a, b, c", "the line port takes its own clients");
+    let _ = std::fs::remove_file(&log);
 }

@@ -63,7 +63,8 @@ struct Args {
     /// abstract socket). Port 0 picks a free port; the first line of stdout tells which.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     listen: String,
-    /// The most clients connected at once; one more reads `Server full` and is closed.
+    /// The most clients connected at once; one more reads `Server full` and is closed. With
+    /// `--web`, the web port has the same cap, counted apart (one more gets a 503).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS,
           value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     max_clients: usize,
