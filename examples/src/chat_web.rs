@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::StatusCode;
 use torsion_protocols::http::{status, text, HttpServer, Request, Response};
-use torsion_protocols::policies::LimitConnectionsFactory;
+use torsion_protocols::policies::{LimitConnectionsFactory, TimeoutFactory};
 use torsion_protocols::websocket::{CloseInfo, Message, Route, WsConfig, WsCtx, WsHandler, WsServer};
 use torsion_reactor::{Address, Ctx, ListeningPort, Reactor};
 
@@ -37,8 +37,8 @@ pub const PAGE: &str = include_str!("chat_page.html");
 pub const BINARY_REFUSED: &str = "Binary messages are not chat; ignored.";
 
 /// Serves the page and the WebSocket for `room` on `addr` (with the same line limit,
-/// write-buffer cap and cap on connections as the line clients, from `config`; over the cap a
-/// newcomer gets `503` and a close).
+/// write-buffer cap, idle timeout and cap on connections as the line clients, from `config`;
+/// over the cap a newcomer gets `503` and a close).
 pub fn listen_web(
     reactor: &mut Reactor,
     addr: &Address,
@@ -65,7 +65,11 @@ pub fn listen_web(
         .set_refusal_message(Some(Bytes::from_static(
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 12\r\nConnection: close\r\n\r\nServer full\n",
     )));
-    reactor.listen(addr, limited)
+    // And the same idle timeout (`--idle-timeout`): a browser that sends nothing for that long
+    // is closed (the page reconnects).
+    let mut idle = TimeoutFactory::new(limited);
+    idle.set_timeout(config.idle_timeout);
+    reactor.listen(addr, idle)
 }
 
 fn route(request: &Request, room: &Room) -> Route<WebChatter> {

@@ -286,3 +286,19 @@ fn the_web_port_is_capped_like_the_line_port() {
     assert_eq!(greeting, "a, b, c", "the line port takes its own clients");
     let _ = std::fs::remove_file(&log);
 }
+
+/// `--idle-timeout` closes a silent browser as it closes a silent `nc` user.
+#[test]
+fn a_silent_browser_is_closed_at_the_idle_timeout() {
+    let (_server, web, log) = start_web_chat_with("ws-idle", &["--idle-timeout", "1"]);
+    let (client, _) = WsClient::join(web, "quiet");
+    // Nothing more is sent; the server closes (the read timeout, WAIT, bounds the wait).
+    let mut reader = client.reader;
+    let mut rest = Vec::new();
+    match reader.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the idle browser was not closed: {e}"),
+    }
+    let _ = std::fs::remove_file(&log);
+}

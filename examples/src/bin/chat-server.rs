@@ -68,7 +68,8 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS,
           value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     max_clients: usize,
-    /// Disconnect a client that sends nothing for SECS seconds (default: never).
+    /// Disconnect a client that sends nothing for SECS seconds (default: never); browsers on
+    /// `--web` too.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: Option<u64>,
     /// Also serve the room to browsers on this address (`HOST:PORT`; port 0 picks one): `GET /`
