@@ -7,9 +7,10 @@
 //! one text frame (the [`Peer`] for a WebSocket sends frames; the room writes a broadcast to
 //! a browser as one frame built once for all of them). The same limits apply: a message over
 //! the line limit closes the WebSocket with 1009, each browser's write buffer is capped at
-//! the same 1 MiB, and the room's slow-consumer rule (hold the talkers back for up to a
-//! second, then leave the non-reader to its cap) counts browsers like everyone else, through
-//! [`WsHandler::writable`].
+//! the same 1 MiB, the room's slow-consumer rule (hold the talkers back for up to a second,
+//! then leave the non-reader to its cap) counts browsers like everyone else, through
+//! [`WsHandler::writable`], and the idle timeout and the cap on clients apply to the web port
+//! as to the line port (each counted apart).
 //!
 //! The page ([`PAGE`], embedded in the binary) has inline CSS and JavaScript and references no
 //! other host; it renders every string from the server with `textContent`, never as HTML, and

@@ -143,3 +143,13 @@ fn torsion_client_against_websockets_server() {
         ]
     );
 }
+
+#[test]
+fn ws_echo_follows_the_command_line_conventions() {
+    let out = run_bounded(common::command(WS_ECHO, &["--help"]), "ws-echo --help");
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("--listen"), "{}", text(&out.stdout));
+    let out = run_bounded(common::command(WS_ECHO, &["--listen", "not an address"]), "ws-echo bad address");
+    assert_eq!(out.status.code(), Some(2), "a usage error exits 2");
+    assert_eq!(text(&out.stderr).trim().lines().count(), 1, "one line: {}", text(&out.stderr));
+}
