@@ -243,6 +243,16 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     String::from_utf8(body).unwrap()
 }
 
+/// Chromium's throwaway profile, removed however the test ends (declared before the browser,
+/// so the browser is killed first).
+struct Profile(PathBuf);
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
 }
@@ -272,9 +282,10 @@ fn browser_and_line_client_talk_in_one_room() {
 
     // Chromium, fenced in.
     let (_proxy, proxy_port) = dead_port();
-    let profile = target_dir().join(format!("chat-browser-profile-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    std::fs::create_dir_all(&profile).unwrap();
+    let profile = Profile(target_dir().join(format!("chat-browser-profile-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&profile.0);
+    std::fs::create_dir_all(&profile.0).unwrap();
+    let profile = &profile.0;
     let child = Command::new(&chromium)
         .args([
             "--headless",
@@ -421,7 +432,6 @@ fn browser_and_line_client_talk_in_one_room() {
 
     drop(cdp);
     drop(browser);
-    let _ = std::fs::remove_dir_all(&profile);
     server.interrupt();
     assert!(server.wait_exit("chat-server").success());
 }
