@@ -82,6 +82,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use torsion_protocols::framing::{LineCtx, LineDecoder, LineEndings, LineHandler, LineReceiver};
 use torsion_protocols::policies::{LimitConnectionsFactory, TimeoutProtocol};
+use torsion_protocols::websocket::{encode_frame, Opcode};
 use torsion_reactor::{Address, ConnId, Ctx, DisconnectReason, Factory, LoopCtx, Protocol, Reactor, Wrapper};
 use tracing::{debug, info, warn};
 
@@ -113,6 +114,8 @@ pub const SERVER_FULL: &str = "Server full";
 const NAME_TAKEN: &str = "Name taken, please choose another.";
 const INVALID_NAME: &str = "Invalid name, please choose another.";
 const INVALID_UTF8: &str = "Invalid UTF-8, line ignored.";
+/// What `/me` with no action gets (instead of broadcasting a bare `* NAME`).
+pub const ME_USAGE: &str = "Usage: /me ACTION";
 
 /// The chat server's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +150,8 @@ impl Default for ChatConfig {
 struct RoomState {
     /// Who is online, by name (so names come out sorted).
     members: BTreeMap<String, ConnId>,
+    /// Members on a WebSocket (the browser page): they get each line as a text frame.
+    web: HashSet<ConnId>,
     /// Members whose write buffer is above its high watermark and who hold the talkers back,
     /// each with the epoch it became congested in (so a stale stall timer is recognised).
     congested: Vec<(ConnId, u64)>,
@@ -213,8 +218,12 @@ impl Room {
         self.state.borrow().members.contains_key(name)
     }
 
-    fn join(&self, name: &str, id: ConnId) {
-        self.state.borrow_mut().members.insert(name.to_owned(), id);
+    fn join(&self, name: &str, id: ConnId, web: bool) {
+        let mut state = self.state.borrow_mut();
+        state.members.insert(name.to_owned(), id);
+        if web {
+            state.web.insert(id);
+        }
     }
 
     /// Takes `name` out of the room. Does not touch flow control (a rename calls it too).
@@ -227,10 +236,7 @@ impl Room {
     /// buffer. A member whose buffer goes over its cap is aborted by its transport; its
     /// `connection_lost` (run after this callback) takes it out of the room.
     fn broadcast(&self, cx: &mut Ctx<'_>, except: ConnId, line: &str) {
-        let mut bytes = Vec::with_capacity(line.len() + 2);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.extend_from_slice(b"\r\n");
-        let bytes = Bytes::from(bytes);
+        let wire = Wire::new(line);
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
         for &id in state.members.values() {
@@ -238,7 +244,7 @@ impl Room {
                 continue;
             }
             let Some(mut transport) = cx.transport_for(id) else { continue };
-            let above_high = transport.write_bytes(bytes.clone());
+            let above_high = transport.write_bytes(wire.for_member(state.web.contains(&id)));
             if above_high && !state.exempt.contains(&id) && !state.congested.iter().any(|(c, _)| *c == id) {
                 // Newly congested: it holds the talkers back for at most `max_stall`.
                 state.epoch += 1;
@@ -264,27 +270,29 @@ impl Room {
     /// Sends `line` (plus `\r\n`) to every member, for announcements from the server itself
     /// (the chat server's `* Server shutting down` before a graceful stop).
     pub fn announce(&self, cx: &mut LoopCtx<'_>, line: &str) {
-        let bytes = Bytes::from(format!("{line}\r\n"));
-        for &id in self.state.borrow().members.values() {
+        let wire = Wire::new(line);
+        let state = self.state.borrow();
+        for &id in state.members.values() {
             if let Some(mut transport) = cx.transport_for(id) {
-                transport.write_bytes(bytes.clone());
+                transport.write_bytes(wire.for_member(state.web.contains(&id)));
             }
         }
     }
 
     /// `id`'s write buffer drained to its low watermark: it no longer holds anyone back.
-    fn drained(&self, cx: &mut LoopCtx<'_>, id: ConnId) {
+    pub(crate) fn drained(&self, cx: &mut LoopCtx<'_>, id: ConnId) {
         self.state.borrow_mut().congested.retain(|(c, _)| *c != id);
         self.release_if_clear(cx);
     }
 
     /// `id`'s connection is over: forget it in the flow control.
-    fn gone(&self, cx: &mut LoopCtx<'_>, id: ConnId) {
+    pub(crate) fn gone(&self, cx: &mut LoopCtx<'_>, id: ConnId) {
         {
             let mut state = self.state.borrow_mut();
             state.congested.retain(|(c, _)| *c != id);
             state.held.retain(|h| *h != id);
             state.exempt.remove(&id);
+            state.web.remove(&id);
         }
         self.release_if_clear(cx);
     }
@@ -320,6 +328,48 @@ impl Room {
                 transport.resume_reading();
             }
         }
+    }
+}
+
+/// One line as each kind of member gets it, each built once and shared by every recipient's
+/// write buffer: `line\r\n` for line clients, one unmasked WebSocket text frame for browsers.
+/// (The room writes frames straight to a browser's transport: a WebSocket that is closing has
+/// called `lose_connection`, after which writes are ignored, and a browser that quits leaves
+/// the room before its close frame goes out, so no frame follows a close.)
+struct Wire {
+    line: Bytes,
+    frame: Bytes,
+}
+
+impl Wire {
+    fn new(line: &str) -> Wire {
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        let mut frame = Vec::with_capacity(line.len() + 10);
+        encode_frame(&mut frame, Opcode::Text, true, line.as_bytes(), None);
+        Wire { line: Bytes::from(bytes), frame: Bytes::from(frame) }
+    }
+
+    fn for_member(&self, web: bool) -> Bytes {
+        if web {
+            self.frame.clone()
+        } else {
+            self.line.clone()
+        }
+    }
+}
+
+/// Replaces control characters (C0 but tab, DEL, C1) with U+FFFD, so a line cannot move
+/// anyone's cursor, clear their screen or change their terminal's colours: `hello \x1b[2J`
+/// reaches the others as `hello \u{FFFD}[2J`. Applied to every line a client sends, before
+/// anything else reads it.
+pub fn sanitize(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| (c < ' ' && c != '\t') || c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c);
+    if text.chars().any(bad) {
+        text.chars().map(|c| if bad(c) { '\u{FFFD}' } else { c }).collect::<String>().into()
+    } else {
+        text.into()
     }
 }
 
@@ -392,8 +442,12 @@ struct Builder {
 impl Factory for Builder {
     fn build_protocol(&mut self, peer: Address) -> Option<Box<dyn Protocol>> {
         debug!(%peer, "client connected");
-        let chatter =
-            Chatter { room: self.room.clone(), name: None, max_write_buffer: self.config.max_write_buffer };
+        let chatter = Chatter {
+            room: self.room.clone(),
+            name: None,
+            max_write_buffer: self.config.max_write_buffer,
+            web: false,
+        };
         // `\n` or `\r\n` ends a line (a `\r` before the `\n` is dropped); `\r\n` is sent.
         let decoder = LineDecoder::new()
             .with_max_length(self.config.max_line_length)
@@ -448,31 +502,81 @@ impl<P: Protocol + 'static> Wrapper for Member<P> {
     }
 }
 
-/// One client's side of the chat: asks for a name, then relays lines and runs commands. Its
-/// [`LineReceiver`] does the framing; the [`Room`] is shared with every other `Chatter`.
+/// How the room logic reaches one client, whatever it connected with: its connection's
+/// context, and how to send it a line (`line\r\n` on a line connection, one text frame on a
+/// WebSocket). [`Chatter`] is written against this, so `nc` users and browser users follow
+/// exactly the same rules.
+pub trait Peer<'b> {
+    /// The connection's context.
+    fn ctx(&mut self) -> &mut Ctx<'b>;
+    /// Sends one line to this client.
+    fn send(&mut self, line: &str);
+    /// Ends the session after `Bye!` (a clean close).
+    fn quit(&mut self);
+}
+
+impl<'b> Peer<'b> for LineCtx<'_, 'b> {
+    fn ctx(&mut self) -> &mut Ctx<'b> {
+        self.cx()
+    }
+
+    fn send(&mut self, line: &str) {
+        self.send_line(line.as_bytes());
+    }
+
+    fn quit(&mut self) {
+        self.lose_connection();
+    }
+}
+
+/// One client's side of the chat: asks for a name, then relays lines and runs commands. On a
+/// line connection its [`LineReceiver`] does the framing; on a WebSocket each text message is
+/// a line. The [`Room`] is shared with every other `Chatter`.
 #[derive(Debug)]
 pub struct Chatter {
     room: Room,
     /// `None` until a name is accepted.
     name: Option<String>,
     max_write_buffer: usize,
+    /// On a WebSocket (the browser page)?
+    web: bool,
 }
 
 impl Chatter {
+    /// A client of `room` (`web`: on a WebSocket) not yet named.
+    pub fn new(room: Room, web: bool) -> Chatter {
+        Chatter { room, name: None, max_write_buffer: DEFAULT_MAX_WRITE_BUFFER, web }
+    }
+
+    /// The room this client is in.
+    pub(crate) fn room(&self) -> &Room {
+        &self.room
+    }
+
+    /// One line of text from this client, already checked to be UTF-8: control characters
+    /// are replaced ([`sanitize`]), then it is a name (until one is accepted) or chat.
+    pub fn line(&mut self, p: &mut dyn Peer<'_>, text: &str) {
+        let text = sanitize(text);
+        match self.name.clone() {
+            None => self.login(p, &text),
+            Some(name) => self.chat(p, &name, &text),
+        }
+    }
+
     /// The first lines: a name, asked again until one is free and valid.
-    fn login(&mut self, lx: &mut LineCtx<'_, '_>, name: &str) {
+    fn login(&mut self, p: &mut dyn Peer<'_>, name: &str) {
         let name = name.trim();
         if let Err(error) = self.check_name(name) {
-            send(lx, error);
+            p.send(error);
             return;
         }
-        let id = lx.conn_id();
-        self.room.join(name, id);
+        let id = p.ctx().conn_id();
+        self.room.join(name, id, self.web);
         self.name = Some(name.to_owned());
-        info!(name, "joined");
+        info!(name, web = self.web, "joined");
         let welcome = format!("Welcome, {name}! {}", self.room.online_line());
-        send(lx, &welcome);
-        self.room.broadcast(lx, id, &format!("* {name} has joined"));
+        p.send(&welcome);
+        self.room.broadcast(p.ctx(), id, &format!("* {name} has joined"));
     }
 
     /// The error line for an unacceptable name.
@@ -487,191 +591,88 @@ impl Chatter {
     }
 
     /// A line from a named client.
-    fn chat(&mut self, lx: &mut LineCtx<'_, '_>, name: &str, text: &str) {
-        let id = lx.conn_id();
+    fn chat(&mut self, p: &mut dyn Peer<'_>, name: &str, text: &str) {
+        let id = p.ctx().conn_id();
         if !text.starts_with('/') {
             if !text.is_empty() {
-                self.room.broadcast(lx, id, &format!("<{name}> {text}"));
+                self.room.broadcast(p.ctx(), id, &format!("<{name}> {text}"));
             }
             return;
         }
         let (command, argument) = text.split_once(' ').unwrap_or((text, ""));
         match command {
-            "/who" => send(lx, &self.room.online_line()),
-            "/nick" => self.rename(lx, name, argument.trim()),
-            "/me" if argument.is_empty() => self.room.broadcast(lx, id, &format!("* {name}")),
-            "/me" => self.room.broadcast(lx, id, &format!("* {name} {argument}")),
+            "/who" => p.send(&self.room.online_line()),
+            "/nick" => self.rename(p, name, argument.trim()),
+            "/me" if argument.trim().is_empty() => p.send(ME_USAGE),
+            "/me" => self.room.broadcast(p.ctx(), id, &format!("* {name} {argument}")),
             "/quit" => {
-                send(lx, "Bye!");
-                lx.lose_connection();
+                p.send("Bye!");
+                // Out of the room before the close starts: nothing is written after it.
+                self.left(p.ctx(), &"quit");
+                p.quit();
             }
-            _ => send(lx, &format!("Unknown command: {command}")),
+            _ => p.send(&format!("Unknown command: {command}")),
         }
     }
 
     /// `/nick NEW`.
-    fn rename(&mut self, lx: &mut LineCtx<'_, '_>, old: &str, new: &str) {
+    fn rename(&mut self, p: &mut dyn Peer<'_>, old: &str, new: &str) {
         if new == old {
-            send(lx, &format!("You are now {new}"));
+            p.send(&format!("You are now {new}"));
             return;
         }
         if let Err(error) = self.check_name(new) {
-            send(lx, error);
+            p.send(error);
             return;
         }
-        let id = lx.conn_id();
+        let id = p.ctx().conn_id();
         self.room.leave(old);
-        self.room.join(new, id);
+        self.room.join(new, id, self.web);
         self.name = Some(new.to_owned());
         info!(old, new, "renamed");
-        send(lx, &format!("You are now {new}"));
-        self.room.broadcast(lx, id, &format!("* {old} is now {new}"));
+        p.send(&format!("You are now {new}"));
+        self.room.broadcast(p.ctx(), id, &format!("* {old} is now {new}"));
     }
-}
 
-/// Sends one line to this client.
-fn send(lx: &mut LineCtx<'_, '_>, line: &str) {
-    lx.send_line(line.as_bytes());
+    /// The client is leaving (quit, or its connection is over): out of the room, and the
+    /// others are told. Does nothing for a client that never chose a name, or left already.
+    pub fn left(&mut self, cx: &mut Ctx<'_>, reason: &dyn fmt::Display) {
+        let Some(name) = self.name.take() else {
+            debug!(%reason, "client left before choosing a name (or had left already)");
+            return;
+        };
+        info!(name, %reason, "left");
+        self.room.leave(&name);
+        let id = cx.conn_id();
+        self.room.broadcast(cx, id, &format!("* {name} has left"));
+    }
 }
 
 impl LineHandler for Chatter {
     fn connection_made(&mut self, lx: &mut LineCtx<'_, '_>) {
         lx.transport().set_max_write_buffer(Some(self.max_write_buffer));
-        send(lx, WELCOME);
+        lx.send(WELCOME);
     }
 
     fn line_received(&mut self, lx: &mut LineCtx<'_, '_>, line: &[u8]) {
         let Ok(text) = std::str::from_utf8(line) else {
-            send(lx, INVALID_UTF8);
+            lx.send(INVALID_UTF8);
             return;
         };
-        match self.name.clone() {
-            None => self.login(lx, text),
-            Some(name) => self.chat(lx, &name, text),
-        }
+        self.line(lx, text);
     }
 
     fn line_length_exceeded(&mut self, lx: &mut LineCtx<'_, '_>) {
         let max = lx.max_length();
-        send(lx, &format!("Line too long (max {max} bytes), goodbye."));
+        lx.send(&format!("Line too long (max {max} bytes), goodbye."));
         lx.lose_connection_with(DisconnectReason::LimitExceeded(format!("line longer than {max} bytes")));
     }
 
     fn connection_lost(&mut self, lx: &mut LineCtx<'_, '_>, reason: DisconnectReason) {
-        let Some(name) = self.name.take() else {
-            debug!(%reason, "client left before choosing a name");
-            return;
-        };
-        info!(name, %reason, "left");
-        self.room.leave(&name);
-        let id = lx.conn_id();
-        self.room.broadcast(lx, id, &format!("* {name} has left"));
+        self.left(lx.cx(), &reason);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use torsion_reactor::testing::Harness;
-
-    fn lines(h: &mut Harness, id: ConnId) -> Vec<String> {
-        let written = h.take_written(id);
-        let text = String::from_utf8(written).expect("the server sends UTF-8");
-        assert!(text.is_empty() || text.ends_with("\r\n"), "{text:?}");
-        text.split_terminator("\r\n").map(str::to_owned).collect()
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(is_valid_name("a"));
-        assert!(is_valid_name("Zoë_2-x"));
-        assert!(is_valid_name(&"x".repeat(32)));
-        assert!(!is_valid_name(&"x".repeat(33)));
-        assert!(!is_valid_name(""));
-        assert!(!is_valid_name("a b"));
-        assert!(!is_valid_name("a!"));
-    }
-
-    #[test]
-    fn a_short_session_in_memory() {
-        let mut server = ChatServer::new(ChatConfig::default());
-        let room = server.room();
-        let mut h = Harness::new();
-        let a = h.accept(&mut server).unwrap();
-        let b = h.accept(&mut server).unwrap();
-        assert_eq!(lines(&mut h, a), [WELCOME]);
-        assert_eq!(lines(&mut h, b), [WELCOME]);
-        h.feed(a, b"alice\n");
-        assert_eq!(lines(&mut h, a), ["Welcome, alice! Online: alice"]);
-        h.feed(b, b"alice\r\nbad name\r\nbob\r\n");
-        assert_eq!(lines(&mut h, b), [NAME_TAKEN, INVALID_NAME, "Welcome, bob! Online: alice, bob"]);
-        assert_eq!(lines(&mut h, a), ["* bob has joined"]);
-        h.feed(a, b"hi\n\n\xff\n");
-        assert_eq!(lines(&mut h, b), ["<alice> hi"]);
-        assert_eq!(lines(&mut h, a), [INVALID_UTF8]);
-        assert_eq!(room.names(), ["alice", "bob"]);
-        h.feed_eof(a);
-        assert_eq!(lines(&mut h, b), ["* alice has left"]);
-        assert_eq!(room.names(), ["bob"]);
-    }
-
-    /// Logs `name` in on a fresh connection and discards its greeting and the others' join
-    /// notices.
-    fn join(h: &mut Harness, server: &mut ChatServer, name: &str) -> ConnId {
-        let id = h.accept(server).unwrap();
-        h.feed(id, format!("{name}\n").as_bytes());
-        lines(h, id);
-        id
-    }
-
-    #[test]
-    fn a_congested_member_holds_talkers_back_until_it_drains() {
-        let mut server = ChatServer::new(ChatConfig::default());
-        let room = server.room();
-        let mut h = Harness::new();
-        let talker = join(&mut h, &mut server, "talker");
-        let reader = join(&mut h, &mut server, "reader");
-        lines(&mut h, talker);
-        h.set_peer_window(reader, Some(0)); // reads nothing for now
-        let line = format!("{}\n", "x".repeat(1000));
-        for _ in 0..100 {
-            h.feed(talker, line.as_bytes());
-        }
-        assert_eq!(room.held_back(), 1, "the talker is held back");
-        // The reader catches up: the talker is released, and nothing was lost.
-        h.set_peer_window(reader, None);
-        let got = lines(&mut h, reader);
-        assert_eq!(room.held_back(), 0);
-        assert_eq!(got.len(), 100);
-        assert!(got.iter().all(|l| *l == format!("<talker> {}", "x".repeat(1000))));
-        assert!(h.is_open(reader));
-    }
-
-    #[test]
-    fn a_member_that_never_reads_is_cut_off_at_the_cap_after_the_stall_limit() {
-        let mut server = ChatServer::new(ChatConfig::default());
-        let room = server.room();
-        let mut h = Harness::new();
-        let talker = join(&mut h, &mut server, "talker");
-        let deaf = join(&mut h, &mut server, "deaf");
-        let other = join(&mut h, &mut server, "other");
-        h.set_peer_window(deaf, Some(0));
-        lines(&mut h, talker);
-        lines(&mut h, deaf);
-        let line = format!("{}\n", "y".repeat(1000));
-        h.feed(talker, line.repeat(100).as_bytes());
-        assert_eq!(room.held_back(), 1);
-        h.advance(DEFAULT_MAX_STALL);
-        assert_eq!(room.held_back(), 0, "the room stops waiting for the deaf member");
-        // Now it fills to its cap and is cut off; the other member gets every line.
-        let mut received = lines(&mut h, other).len();
-        for _ in 0..20 {
-            h.feed(talker, line.repeat(100).as_bytes());
-            received += lines(&mut h, other).iter().filter(|l| l.starts_with("<talker> ")).count();
-        }
-        assert_eq!(h.disconnect_reason(deaf), Some(DisconnectReason::BufferOverflow));
-        assert_eq!(received, 2100);
-        assert_eq!(room.names(), ["other", "talker"]);
-        assert_eq!(lines(&mut h, talker), ["* deaf has left"]);
-    }
-}
+#[path = "chat_tests.rs"]
+mod tests;

@@ -55,6 +55,7 @@ use torsion_reactor::{Address, AddressParseError, UnixAddr};
 use tracing_subscriber::EnvFilter;
 
 pub mod chat;
+pub mod chat_web;
 pub mod endpoint_cli;
 pub mod guide;
 pub mod http_files;

@@ -36,6 +36,7 @@ mod file_sender;
 pub mod framing;
 pub mod http;
 pub mod policies;
+pub mod websocket;
 pub mod wire;
 
 pub use file_sender::{FileSender, DEFAULT_CHUNK_SIZE};

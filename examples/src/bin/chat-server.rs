@@ -29,16 +29,26 @@
 //! nc 127.0.0.1 8000                                              # in two or more terminals
 //! cargo run -p torsion-examples --bin chat-server -- --listen 127.0.0.1:0 --idle-timeout 300
 //! cargo run -p torsion-examples --bin chat-server -- --listen unix:/tmp/chat.sock   # nc -U /tmp/chat.sock
+//! cargo run -p torsion-examples --bin chat-server -- --web 127.0.0.1:8080  # and open http://127.0.0.1:8080/
 //! ```
+//!
+//! # In a browser
+//! With `--web ADDR` the same room is also served to browsers ([`torsion_examples::chat_web`]):
+//! `GET /` is a self-contained page (transcript, input box, who is online, connection state,
+//! reconnecting with backoff) and `/ws` its WebSocket; browser and `nc` users talk to each
+//! other under the same rules.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
 use clap::Parser;
 use torsion_examples::chat::{self, ChatConfig, ChatServer, DEFAULT_MAX_CLIENTS};
+use torsion_examples::chat_web;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, run_failure, startup_failure, EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
+    EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_reactor::{Address, Reactor, UnixAddr};
 use tracing::info;
@@ -56,13 +66,20 @@ struct Args {
     listen: String,
     #[command(flatten)]
     tls: torsion_examples::tls_cli::TlsServerArgs,
-    /// The most clients connected at once; one more reads `Server full` and is closed.
+    /// The most clients connected at once; one more reads `Server full` and is closed. With
+    /// `--web`, the web port has the same cap, counted apart (one more gets a 503).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS,
           value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     max_clients: usize,
-    /// Disconnect a client that sends nothing for SECS seconds (default: never).
+    /// Disconnect a client that sends nothing for SECS seconds (default: never); browsers on
+    /// `--web` too.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: Option<u64>,
+    /// Also serve the room to browsers on this address (`HOST:PORT`; port 0 picks one): `GET /`
+    /// is the chat page, `/ws` its WebSocket. The second line of stdout is `web on
+    /// http://<addr>/`.
+    #[arg(long, value_name = "ADDR")]
+    web: Option<String>,
 }
 
 /// The command a user types to join: `nc 127.0.0.1 8000`, `nc -U /tmp/chat.sock`.
@@ -77,6 +94,13 @@ fn connect_hint(local: &Address) -> String {
     }
 }
 
+/// The second line of stdout, `web on http://<addr>/`, flushed at once (tests read it).
+fn announce_web(addr: &Address) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "web on http://{addr}/")?;
+    out.flush()
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
@@ -87,6 +111,7 @@ fn main() -> ExitCode {
 fn serve(args: &Args) -> Result<(), (i32, String)> {
     let endpoint = torsion_examples::endpoint_cli::parse_server(&args.listen)
         .map_err(|message| (EXIT_USAGE, message))?;
+    let web = args.web.as_deref().map(parse_endpoint).transpose().map_err(|message| (EXIT_USAGE, message))?;
 
     let config = ChatConfig {
         max_clients: args.max_clients,
@@ -97,9 +122,16 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
     // Small reads per turn: a burst from the talkers is fanned out in slices, not megabytes.
     chat::tune_reactor(&mut reactor);
     // The factory owns the room; every protocol it builds shares it.
-    let server = ChatServer::new(config);
+    let server = ChatServer::new(config.clone());
     let room = server.room();
     let port = torsion_examples::endpoint_cli::listen(&mut reactor, &endpoint, args.tls.config()?, server)?;
+    let web_port = match &web {
+        Some(web) => Some(
+            chat_web::listen_web(&mut reactor, web, room.clone(), &config)
+                .map_err(|e| (EXIT_USAGE, listen_error(web, &e)))?,
+        ),
+        None => None,
+    };
     reactor.install_signal_handlers().map_err(startup_failure)?;
     // On SIGINT/SIGTERM, before any connection is closed: tell everyone why.
     let announcer = room.clone();
@@ -108,6 +140,11 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
     let local = port.local_addr().clone();
     announce_listening(&local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
     info!(%local, "chat server listening; connect with `{}`", connect_hint(&local));
+    if let Some(web) = &web_port {
+        let web = web.local_addr();
+        announce_web(web).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
+        info!(%web, "chat page on http://{web}/");
+    }
 
     reactor.run().map_err(run_failure)?;
     info!(online = room.len(), "stopped");

@@ -27,6 +27,7 @@
 //! | [13. Every core](ch13_many_cores) | `echo-server --threads 0` |
 //! | [14. An HTTP/1.1 server](ch14_http) | `http-server` |
 //! | [15. TLS](ch15_tls) | any server with `--tls-cert/--tls-key` |
+//! | [16. WebSocket, and the chat room in a browser](ch16_websocket) | `ws-echo`, `chat-server --web` |
 //!
 //! If you know another framework, skim [coming from Twisted](from_twisted) or
 //! [coming from tokio or asyncio](from_tokio) first: each is a table from the names you
@@ -57,5 +58,6 @@ pub mod ch12_endpoints;
 pub mod ch13_many_cores;
 pub mod ch14_http;
 pub mod ch15_tls;
+pub mod ch16_websocket;
 pub mod from_tokio;
 pub mod from_twisted;

@@ -295,3 +295,33 @@ pub fn twisted_python(what: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// The Python that has the `websockets` library (from `TORSION_WS_PYTHON`, or target/ws-venv
+/// if it imports it), or `None` after a loud skip line naming `what` is not checked.
+pub fn ws_python(what: &str) -> Option<PathBuf> {
+    if let Some(python) = std::env::var_os("TORSION_WS_PYTHON").filter(|p| !p.is_empty()) {
+        // Set by .ci/run after a successful install: from here on the library is required.
+        let python = PathBuf::from(python);
+        assert!(python.exists(), "TORSION_WS_PYTHON={} does not exist", python.display());
+        return Some(python);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ws-venv/bin/python");
+    let why = if venv.exists() {
+        let mut check = Command::new(&venv);
+        check.args(["-c", "import websockets.asyncio.client"]).stdin(Stdio::null());
+        let out = run_bounded(check, "import websockets");
+        if out.status.success() {
+            return Some(venv);
+        }
+        format!("{} cannot import websockets: {}", venv.display(), text(&out.stderr).trim())
+    } else {
+        format!("TORSION_WS_PYTHON is unset and there is no {}", venv.display())
+    };
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "\n!!! SKIPPED: Python websockets not installed ({why}).\n!!! {what} is NOT checked against \
+         a real WebSocket implementation. Run .ci/run, or: python3 -m venv target/ws-venv && \
+         target/ws-venv/bin/pip install websockets\n"
+    );
+    None
+}
