@@ -12,6 +12,9 @@ const ECHO: &str = env!("CARGO_BIN_EXE_echo-server");
 const CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
 const PROXY: &str = env!("CARGO_BIN_EXE_proxy");
 const FRAME: &str = env!("CARGO_BIN_EXE_frame-echo");
+const HTTP: &str = env!("CARGO_BIN_EXE_http-server");
+const EXEC: &str = env!("CARGO_BIN_EXE_exec-server");
+const WS: &str = env!("CARGO_BIN_EXE_ws-echo");
 
 #[test]
 fn every_help_shows_the_endpoint_forms() {
@@ -21,6 +24,9 @@ fn every_help_shows_the_endpoint_forms() {
         (CLIENT, "--connect"),
         (PROXY, "--target"),
         (FRAME, "--listen"),
+        (HTTP, "--listen"),
+        (EXEC, "--listen"),
+        (WS, "--listen"),
     ] {
         let out = run_bounded(command(program, &["--help"]), &format!("{program} --help"));
         assert_eq!(out.status.code(), Some(0), "{program}: exit status {}", out.status);

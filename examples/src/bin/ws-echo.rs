@@ -19,8 +19,7 @@ use std::rc::Rc;
 
 use clap::Parser;
 use torsion_examples::{
-    announce_listening, exit_with, init_logging, listen_error, parse_endpoint, run_failure, startup_failure,
-    EXIT_FAILURE, EXIT_USAGE,
+    announce_listening, exit_with, init_logging, run_failure, startup_failure, EXIT_FAILURE, EXIT_USAGE,
 };
 use torsion_protocols::http::{HttpConfig, HttpServer, Request};
 use torsion_protocols::websocket::{Message, Route, WsConfig, WsCtx, WsHandler, WsServer};
@@ -31,9 +30,10 @@ use tracing::info;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on: `HOST:PORT`, `[V6]:PORT`, `unix:PATH` or `unix:@NAME`. Port 0
-    /// picks a free port; the first line of stdout tells which.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9001")]
+    /// Where to listen: an endpoint such as `HOST:PORT`, `[V6]:PORT`, `tcp:PORT`, `unix:PATH`,
+    /// `unix:@NAME`, `ssl:PORT:...` or `systemd:...` (--help shows the grammar). Port 0 picks a
+    /// free port; the first line of stdout tells which.
+    #[arg(long, value_name = "ENDPOINT", default_value = "127.0.0.1:9001", long_help = torsion_examples::endpoint_cli::SERVER_HELP)]
     listen: String,
 
     /// Largest message accepted, in bytes (over it: close 1009).
@@ -62,14 +62,16 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &Args) -> Result<(), (i32, String)> {
-    let addr = parse_endpoint(&args.listen).map_err(|message| (EXIT_USAGE, message))?;
+    let endpoint = torsion_examples::endpoint_cli::parse_server(&args.listen)
+        .map_err(|message| (EXIT_USAGE, message))?;
     let mut reactor = Reactor::new().map_err(startup_failure)?;
     let ws = Rc::new(WsConfig::default().max_message(args.max_message).max_frame(args.max_message));
     let server = HttpServer::new(move |_peer: &Address| {
         WsServer::new(ws.clone(), |_request: &Request| Route::Upgrade(Echo))
     })
     .with_config(HttpConfig::default().access_log(false));
-    let port = server.listen(&mut reactor, &addr).map_err(|e| (EXIT_USAGE, listen_error(&addr, &e)))?;
+    server.install_graceful_stop(&mut reactor);
+    let port = torsion_examples::endpoint_cli::listen(&mut reactor, &endpoint, None, server)?;
     reactor.install_signal_handlers().map_err(startup_failure)?;
     let local = port.local_addr().clone();
     announce_listening(&local).map_err(|e| (EXIT_FAILURE, format!("cannot write to stdout: {e}")))?;
