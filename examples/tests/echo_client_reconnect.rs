@@ -12,11 +12,9 @@ use common::{command, line_reader, start_listening, ChildGuard, WAIT};
 const SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
 const CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
 
-#[test]
-fn echo_client_reconnect_carries_on_after_the_server_restarts() {
-    let mut server = start_listening(SERVER, &["--listen", "127.0.0.1:0"]);
-    let addr = server.addr.to_string();
-    let child = command(CLIENT, &["--connect", &addr, "--reconnect"])
+/// `echo-client --connect ADDR --reconnect` with its stdin and stdout on pipes.
+fn start_client(addr: &str) -> (ChildGuard, std::sync::mpsc::Receiver<String>, std::process::ChildStdin) {
+    let child = command(CLIENT, &["--connect", addr, "--reconnect"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -24,7 +22,15 @@ fn echo_client_reconnect_carries_on_after_the_server_restarts() {
         .expect("spawn echo-client");
     let mut client = ChildGuard { child };
     let replies = line_reader(client.child.stdout.take().unwrap());
-    let mut stdin = client.child.stdin.take().unwrap();
+    let stdin = client.child.stdin.take().unwrap();
+    (client, replies, stdin)
+}
+
+#[test]
+fn echo_client_reconnect_carries_on_after_the_server_restarts() {
+    let mut server = start_listening(SERVER, &["--listen", "127.0.0.1:0"]);
+    let addr = server.addr.to_string();
+    let (mut client, replies, mut stdin) = start_client(&addr);
     stdin.write_all(b"before\n").unwrap();
     assert_eq!(replies.recv_timeout(WAIT).expect("the first echo"), "before");
 
@@ -51,15 +57,7 @@ fn echo_client_reconnect_waits_for_a_server_that_is_not_up_yet() {
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = held.local_addr().unwrap().to_string();
     drop(held);
-    let child = command(CLIENT, &["--connect", &addr, "--reconnect"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn echo-client");
-    let mut client = ChildGuard { child };
-    let replies = line_reader(client.child.stdout.take().unwrap());
-    let mut stdin = client.child.stdin.take().unwrap();
+    let (mut client, replies, mut stdin) = start_client(&addr);
     stdin.write_all(b"hello\n").unwrap();
     let _server = start_listening(SERVER, &["--listen", &addr]);
     assert_eq!(replies.recv_timeout(WAIT).expect("the echo once the server is up"), "hello");

@@ -34,20 +34,16 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 253) as u8 ^ (i >> 10) as u8).collect()
 }
 
-#[test]
-fn standard_io_echoes_byte_exact_and_ends_at_end_of_input() {
-    // "stdin" and "stdout": blocking Unix streams standing in for the inherited descriptors.
-    let (stdin_child, mut stdin_test) = UnixStream::pair().unwrap();
-    let (stdout_child, mut stdout_test) = UnixStream::pair().unwrap();
-    stdout_test.set_read_timeout(Some(WAIT)).unwrap();
-    stdin_test.set_write_timeout(Some(WAIT)).unwrap();
-
-    let mut reactor = Reactor::new().unwrap();
-    let lost = std::rc::Rc::new(std::cell::Cell::new(false));
-    reactor.standard_io_with(stdin_child, stdout_child, Echo { lost: lost.clone() }).unwrap();
-
-    let data = pattern(1024 * 1024);
-    let sent = data.clone();
+/// Writes `data` to "stdin" then ends it, runs the reactor until the protocol's
+/// `connection_lost`, and returns everything "stdout" got up to its end.
+fn feed_and_collect(
+    reactor: &mut Reactor,
+    mut stdin_test: UnixStream,
+    mut stdout_test: UnixStream,
+    data: &[u8],
+    lost: &std::rc::Rc<std::cell::Cell<bool>>,
+) -> Vec<u8> {
+    let sent = data.to_vec();
     let writer = thread::spawn(move || {
         stdin_test.write_all(&sent).unwrap();
         stdin_test.shutdown(Shutdown::Write).unwrap();
@@ -57,9 +53,25 @@ fn standard_io_echoes_byte_exact_and_ends_at_end_of_input() {
         stdout_test.read_to_end(&mut got).map(|_| got)
     });
     let done = lost.clone();
-    run_until(&mut reactor, "connection_lost after end of input", move |_| done.get());
+    run_until(reactor, "connection_lost after end of input", move |_| done.get());
     writer.join().unwrap();
-    let got = reader.join().unwrap().expect("the echo, then end of output");
+    reader.join().unwrap().expect("the echo, then end of output")
+}
+
+#[test]
+fn standard_io_echoes_byte_exact_and_ends_at_end_of_input() {
+    // "stdin" and "stdout": blocking Unix streams standing in for the inherited descriptors.
+    let (stdin_child, stdin_test) = UnixStream::pair().unwrap();
+    let (stdout_child, stdout_test) = UnixStream::pair().unwrap();
+    stdout_test.set_read_timeout(Some(WAIT)).unwrap();
+    stdin_test.set_write_timeout(Some(WAIT)).unwrap();
+
+    let mut reactor = Reactor::new().unwrap();
+    let lost = std::rc::Rc::new(std::cell::Cell::new(false));
+    reactor.standard_io_with(stdin_child, stdout_child, Echo { lost: lost.clone() }).unwrap();
+
+    let data = pattern(1024 * 1024);
+    let got = feed_and_collect(&mut reactor, stdin_test, stdout_test, &data, &lost);
     assert_eq!(got.len(), data.len());
     assert!(got == data, "echoed bytes differ");
     assert_eq!(reactor.connection_count(), 0);
@@ -180,8 +192,8 @@ fn run_returns_only_after_standard_output_has_everything_written_before_the_stop
 
 #[test]
 fn standard_io_opened_from_a_callback_starts_after_that_callback_and_echoes() {
-    let (stdin_child, mut stdin_test) = UnixStream::pair().unwrap();
-    let (stdout_child, mut stdout_test) = UnixStream::pair().unwrap();
+    let (stdin_child, stdin_test) = UnixStream::pair().unwrap();
+    let (stdout_child, stdout_test) = UnixStream::pair().unwrap();
     stdout_test.set_read_timeout(Some(WAIT)).unwrap();
     let mut reactor = Reactor::new().unwrap();
     let lost = std::rc::Rc::new(std::cell::Cell::new(false));
@@ -193,19 +205,7 @@ fn standard_io_opened_from_a_callback_starts_after_that_callback_and_echoes() {
         callback_order.borrow_mut().push("callback returned");
     });
     let data = pattern(256 * 1024);
-    let sent = data.clone();
-    let writer = thread::spawn(move || {
-        stdin_test.write_all(&sent).unwrap();
-        stdin_test.shutdown(Shutdown::Write).unwrap();
-    });
-    let reader = thread::spawn(move || {
-        let mut got = Vec::new();
-        stdout_test.read_to_end(&mut got).map(|_| got)
-    });
-    let done = lost.clone();
-    run_until(&mut reactor, "connection_lost after end of input", move |_| done.get());
-    writer.join().unwrap();
-    let got = reader.join().unwrap().expect("the echo, then end of output");
+    let got = feed_and_collect(&mut reactor, stdin_test, stdout_test, &data, &lost);
     assert!(got == data, "echoed bytes differ ({} of {} bytes)", got.len(), data.len());
     // No re-entrancy: connection_made ran after the callback that opened standard I/O.
     assert_eq!(order.borrow()[..2], ["callback returned", "connection_made"]);
