@@ -75,3 +75,26 @@ pub fn server_name(name: Option<&str>, endpoint: &str) -> Result<ServerName<'sta
     };
     ServerName::try_from(text.clone()).map_err(|e| (EXIT_USAGE, format!("bad server name '{text}': {e}")))
 }
+
+/// The TLS settings of a `tls:` client endpoint: a client configuration trusting its
+/// `trustRoots` directory (or, without one, the public web roots), and the name to verify the
+/// server as (`name` if given, else the endpoint's host).
+pub fn endpoint_tls(
+    host: &str,
+    ca_certs_dir: Option<&std::path::Path>,
+    name: Option<&str>,
+) -> Result<(ServerName<'static>, Arc<ClientConfig>), Failure> {
+    let config = match ca_certs_dir {
+        Some(dir) => Arc::new(
+            torsion_reactor::client_config_with_ca_dir(dir).map_err(|e| (EXIT_USAGE, e.to_string()))?,
+        ),
+        None => client_config(None)?,
+    };
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+    };
+    let name = ServerName::try_from(name.clone())
+        .map_err(|e| (EXIT_USAGE, format!("bad server name '{name}': {e}")))?;
+    Ok((name, config))
+}

@@ -216,3 +216,37 @@ fn proxy_terminates_and_reencrypts_tls() {
     backend.process.interrupt();
     assert_eq!(backend.process.wait_exit("echo-server after SIGINT").code(), Some(0));
 }
+
+#[test]
+fn tls_endpoints_on_the_command_line_reach_a_tls_server() {
+    let c = certs("endpoint");
+    let mut backend = start_listening(
+        ECHO_SERVER,
+        &["--listen", "127.0.0.1:0", "--tls-cert", s(&c.cert), "--tls-key", s(&c.key)],
+    );
+    let port = backend.addr.port();
+    // trustRoots: the directory holding the CA (and the key beside it, which is skipped).
+    let target = format!("tls:host=localhost:port={port}:trustRoots={}", c.dir.display());
+    // The proxy's --target as a tls: endpoint, instead of --target-tls/--target-ca.
+    let mut proxy = start_listening(PROXY, &["--listen", "127.0.0.1:0", "--target", &target]);
+    let mut cmd = Command::new(ECHO_CLIENT);
+    cmd.args(["--connect", &proxy.addr.to_string(), "--message", "plain-to-tls", "--count", "2"]);
+    let out = run_bounded(cmd, "echo-client through a proxy with a tls: target");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "plain-to-tls\nplain-to-tls\n");
+    // echo-client --connect as a tls: endpoint, with --reconnect (the ClientService path).
+    let mut cmd = Command::new(ECHO_CLIENT);
+    cmd.args(["--connect", &target, "--reconnect"]).stdin(Stdio::piped());
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut client = ChildGuard { child };
+    let replies = line_reader(client.child.stdout.take().unwrap());
+    let mut stdin = client.child.stdin.take().unwrap();
+    stdin.write_all(b"over tls\n").unwrap();
+    assert_eq!(replies.recv_timeout(WAIT).expect("the echo over TLS"), "over tls");
+    drop(stdin);
+    assert_eq!(client.wait_exit("echo-client --reconnect after end of input").code(), Some(0));
+    proxy.process.interrupt();
+    assert_eq!(proxy.process.wait_exit("proxy after SIGINT").code(), Some(0));
+    backend.process.interrupt();
+    assert_eq!(backend.process.wait_exit("echo-server after SIGINT").code(), Some(0));
+}

@@ -95,7 +95,8 @@ pub fn server_config_from_pem_chain(
 }
 
 /// A client configuration trusting every certificate in the PEM files (`*.pem`, `*.crt`) of a
-/// directory (Twisted's `trustRoots`/`caCertsDir`). A directory with none is an error.
+/// directory (Twisted's `trustRoots`/`caCertsDir`); files holding no certificate are skipped.
+/// A directory with no certificate at all is an error.
 pub fn client_config_with_ca_dir(dir: &Path) -> Result<ClientConfig, TlsConfigError> {
     let mut roots = RootCertStore::empty();
     let entries = std::fs::read_dir(dir).map_err(|e| TlsConfigError::Pem {
@@ -109,7 +110,12 @@ pub fn client_config_with_ca_dir(dir: &Path) -> Result<ClientConfig, TlsConfigEr
         .collect();
     files.sort();
     for file in &files {
-        for cert in load_certs(file)? {
+        // A file with no certificate in it (a private key beside them) is not a root: skip it.
+        let certs = match load_certs(file) {
+            Err(TlsConfigError::NoCertificates { .. }) => continue,
+            other => other?,
+        };
+        for cert in certs {
             roots.add(cert)?;
         }
     }

@@ -404,15 +404,8 @@ fn service_target(endpoint: &ClientEndpoint, tls: ServiceTls) -> Result<(Target,
         ClientEndpoint::Tcp { host, port, .. } => Ok((host_target(host, *port), tls)),
         ClientEndpoint::Unix { addr, .. } => Ok((Target::Address(Address::Unix(addr.clone())), tls)),
         ClientEndpoint::Tls { host, port, ca_certs_dir, .. } => {
-            let config = match ca_certs_dir {
-                Some(dir) => Arc::new(
-                    torsion_reactor::client_config_with_ca_dir(dir)
-                        .map_err(|e| (EXIT_USAGE, e.to_string()))?,
-                ),
-                None => torsion_examples::tls_cli::client_config(None)?,
-            };
-            let name = torsion_examples::tls_cli::server_name(None, &format!("{host}:0"))?;
-            Ok((host_target(host, *port), Some((name, config))))
+            let tls = torsion_examples::tls_cli::endpoint_tls(host, ca_certs_dir.as_deref(), None)?;
+            Ok((host_target(host, *port), Some(tls)))
         }
         other => Err((EXIT_USAGE, format!("unsupported endpoint {other}"))),
     }

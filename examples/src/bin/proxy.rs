@@ -87,13 +87,8 @@ fn serve(args: &Args) -> Result<(), (i32, String)> {
     let mut proxy = Proxy::new(target.clone());
     if let torsion_reactor::ClientEndpoint::Tls { host, ca_certs_dir, .. } = &target_endpoint {
         // A tls: target endpoint: its trust roots directory, or the public web roots.
-        let config = match ca_certs_dir {
-            Some(dir) => std::sync::Arc::new(
-                torsion_reactor::client_config_with_ca_dir(dir).map_err(|e| (EXIT_USAGE, e.to_string()))?,
-            ),
-            None => tls_cli::client_config(None)?,
-        };
-        let name = tls_cli::server_name(args.target_server_name.as_deref(), &format!("{host}:0"))?;
+        let (name, config) =
+            tls_cli::endpoint_tls(host, ca_certs_dir.as_deref(), args.target_server_name.as_deref())?;
         proxy = proxy.with_target_tls(config, name);
     } else if args.target_tls {
         let config = tls_cli::client_config(args.target_ca.as_ref())?;
