@@ -133,6 +133,7 @@ cpu_per_unit() {
 #   per(v, mode)    CPU per unit: "1.23 us/msg", "456.78 us/MB" (mode "stream"), or "-"
 #   ratio(a, b)     a / b as "1.23x", or "-"
 #   median_of(list, c), min_of(list, c), max_of(list, c)
+#   median_words(text)  median of the space-separated figures in text; "na" if none
 #                   over the figures among list[1..c]; "na" if there are none
 # shellcheck disable=SC2016,SC2034  # awk code, not shell; used by the sourcing scripts
 AWK_LIB='
@@ -151,6 +152,7 @@ function sorted_figures(list, c, out,    i, j, k, v) {
     }
     return k
 }
+function median_words(text,    list, c) { c = split(text, list, " "); return median_of(list, c) }
 function median_of(list, c,    k, s) {
     k = sorted_figures(list, c, s)
     if (k == 0) return "na"

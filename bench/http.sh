@@ -107,12 +107,7 @@ done
 
 echo "# HTTP /hello, wrk -t1 -c100 -d$DURATION, server pinned to CPU $SERVER_CPU, $REPEAT alternating rounds (medians)"
 echo "# machine: $(nproc) CPUs, shared with other work; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-awk '
-function median(list,   n, a, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
+awk "$AWK_LIB"'
 { rps[$1 " " $2] = rps[$1 " " $2] " " $3; cpu[$1 " " $2] = cpu[$1 " " $2] " " $4; seen[$2] = 1 }
 END {
     printf "%-12s %-12s %12s %14s\n", "scenario", "server", "req/s", "CPU us/req"
@@ -124,7 +119,7 @@ END {
         for (i = 1; i <= 3; i++) {
             key = names[i] " " s
             if (!(key in rps)) continue
-            r[names[i]] = median(rps[key]); c[names[i]] = median(cpu[key])
+            r[names[i]] = median_words(rps[key]); c[names[i]] = median_words(cpu[key])
             printf "%-12s %-12s %12.0f %14.2f\n", s, names[i], r[names[i]], c[names[i]]
         }
         if (r["hyper"] > 0 && c["hyper"] > 0)

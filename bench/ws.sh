@@ -84,12 +84,7 @@ done
 echo "# WebSocket echo, server pinned to CPU $SERVER_CPU, ${DURATION}s measured per run, $REPEAT alternating rounds (medians)"
 echo "# small: 64 B text x 100 connections; large: 64 KiB binary x 4 connections; one message in flight per connection"
 echo "# machine: $(nproc) CPUs, shared with other work; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-awk '
-function median(list,   n, a, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
+awk "$AWK_LIB"'
 { rate[$1 " " $2] = rate[$1 " " $2] " " $3; cpu[$1 " " $2] = cpu[$1 " " $2] " " $4; seen[$2] = 1 }
 END {
     printf "%-8s %-20s %12s %14s\n", "scenario", "server", "msgs/s", "CPU us/msg"
@@ -101,7 +96,7 @@ END {
         for (i = 1; i <= 2; i++) {
             key = names[i] " " s
             if (!(key in rate)) continue
-            r[names[i]] = median(rate[key]); c[names[i]] = median(cpu[key])
+            r[names[i]] = median_words(rate[key]); c[names[i]] = median_words(cpu[key])
             printf "%-8s %-20s %12.0f %14.3f\n", s, names[i], r[names[i]], c[names[i]]
         }
         if (r["tungstenite"] > 0 && c["tungstenite"] > 0)
