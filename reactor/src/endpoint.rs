@@ -95,9 +95,7 @@ impl Reactor {
                     options = options.backlog(backlog_arg(*backlog));
                 }
                 let port = self.listen_tcp_with(addr, &options, factory)?;
-                if let Some(listener) = self.world.core.listener_mut(port.id.0) {
-                    listener.tls = Some(std::sync::Arc::new(config));
-                }
+                self.serve_tls_on(&port, std::sync::Arc::new(config));
                 Ok(port)
             }
             _ => Err(Error::Unsupported { what: "this kind of server endpoint" }),
@@ -126,21 +124,7 @@ impl LoopCtx<'_> {
         match endpoint {
             ClientEndpoint::Tcp { host, port, timeout, bind_address } => {
                 let timeout = timeout.unwrap_or(default_timeout);
-                let literal = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
-                match literal {
-                    Ok(ip) => {
-                        let addr = Address::Inet(std::net::SocketAddr::new(ip, *port));
-                        self.core
-                            .connect_with(addr, *bind_address, Box::new(factory), timeout, None)
-                            .map(Connecting::Conn)
-                    }
-                    Err(_) if bind_address.is_some() => {
-                        Err(Error::Unsupported { what: "bindAddress with a host name" })
-                    }
-                    Err(_) => {
-                        Ok(Connecting::Host(self.connect_host_with(host, *port, factory, timeout, None)))
-                    }
-                }
+                self.connect_host_or_ip(host, *port, *bind_address, factory, timeout, None)
             }
             ClientEndpoint::Unix { addr, timeout } => {
                 let timeout = timeout.unwrap_or(default_timeout);
@@ -159,26 +143,32 @@ impl LoopCtx<'_> {
                     Error::Unsupported { what: "a TLS server name that is neither a DNS name nor an IP" }
                 })?;
                 let role = TlsRole::Client(std::sync::Arc::new(config), name);
-                match bare.parse::<std::net::IpAddr>() {
-                    Ok(ip) => {
-                        let addr = Address::Inet(std::net::SocketAddr::new(ip, *port));
-                        self.core
-                            .connect_with(addr, *bind_address, Box::new(factory), timeout, Some(role))
-                            .map(Connecting::Conn)
-                    }
-                    Err(_) if bind_address.is_some() => {
-                        Err(Error::Unsupported { what: "bindAddress with a host name" })
-                    }
-                    Err(_) => Ok(Connecting::Host(self.connect_host_with(
-                        host,
-                        *port,
-                        factory,
-                        timeout,
-                        Some(role),
-                    ))),
-                }
+                self.connect_host_or_ip(host, *port, *bind_address, factory, timeout, Some(role))
             }
             _ => Err(Error::Unsupported { what: "this kind of client endpoint" }),
+        }
+    }
+}
+
+impl LoopCtx<'_> {
+    /// An IP literal (bracketed or not) is one connection, from `bind` if given; a host name is
+    /// resolved and raced (Happy Eyeballs), which cannot honour `bind`.
+    fn connect_host_or_ip(
+        &mut self,
+        host: &str,
+        port: u16,
+        bind: Option<std::net::IpAddr>,
+        factory: impl ClientFactory,
+        timeout: std::time::Duration,
+        tls: Option<TlsRole>,
+    ) -> Result<Connecting, Error> {
+        match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                let addr = Address::Inet(std::net::SocketAddr::new(ip, port));
+                self.core.connect_with(addr, bind, Box::new(factory), timeout, tls).map(Connecting::Conn)
+            }
+            Err(_) if bind.is_some() => Err(Error::Unsupported { what: "bindAddress with a host name" }),
+            Err(_) => Ok(Connecting::Host(self.connect_host_with(host, port, factory, timeout, tls))),
         }
     }
 }

@@ -260,9 +260,7 @@ impl Reactor {
         factory: impl Factory,
     ) -> Result<ListeningPort, Error> {
         let port = self.listen(addr, factory)?;
-        if let Some(l) = self.world.core.listener_mut(port.id.0) {
-            l.tls = Some(config);
-        }
+        self.serve_tls_on(&port, config);
         Ok(port)
     }
 
@@ -279,6 +277,13 @@ impl Reactor {
         let timeout = self.world.core.config.connect_timeout;
         let role = TlsRole::Client(config, server_name);
         self.world.core.connect_with(addr.into(), None, Box::new(factory), timeout, Some(role))
+    }
+
+    /// Makes a listener just opened serve TLS with `config`.
+    pub(crate) fn serve_tls_on(&mut self, port: &ListeningPort, config: Arc<ServerConfig>) {
+        if let Some(l) = self.world.core.listener_mut(port.id.0) {
+            l.tls = Some(config);
+        }
     }
 
     /// Sets how long a TLS handshake may take (default 10 s).
