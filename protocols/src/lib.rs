@@ -8,7 +8,8 @@
 //! * [`policies`]: wrappers around any factory or protocol: idle timeouts, connection limits
 //!   (total and per peer IP) and token-bucket throttling.
 //! * [`wire`]: the toys: [`Echo`], Discard, Chargen, Daytime, QOTD.
-//! * [`FileSender`]: a pull producer that streams any `impl Read` in 16 KiB chunks.
+//! * [`FileSender`]: a pull producer that streams any `impl Read` in 16 KiB chunks (settable),
+//!   optionally limited to a length and framed by a `transform` (HTTP uses it for file bodies).
 //! * [`http`]: an HTTP/1.1 server protocol (strict, pipelined, flow-controlled).
 //!
 //! A line-echo protocol is a handler and one line of glue. [`LineReceiver`] ends lines at

@@ -95,7 +95,9 @@
 //!   one `resume_producing` at once: that is where it starts.
 //! * a **pull** producer (`register_producer(p, false)`) gets `resume_producing` after
 //!   registering and after each drain to the low mark, and writes one chunk each time.
-//!   [`FileSender`] streams any `impl Read` this way, 16 KiB at a time.
+//!   [`FileSender`] streams any `impl Read` this way, 16 KiB at a time (`chunk_size`), all of
+//!   it or exactly `limit` bytes, and can frame each chunk with a `transform` (the HTTP server
+//!   streams file bodies with it, in chunked encoding when the length is unknown).
 //!
 //! Both get `stop_producing` exactly once if the connection is lost while they are
 //! registered. `lose_connection` with a pull producer registered waits for it to unregister,

@@ -76,8 +76,11 @@
 //! (`pause_body`: the server stops reading the socket, TCP pushes back on the client) and
 //! resume in [`Handler::writable`]. That is the whole of the `POST /echo` handler in
 //! `http-server`, which echoes a body of any size in constant memory. Files go as a
-//! [`Body::Reader`](torsion_protocols::http::Body), a pull producer writing one chunk each time
-//! the buffer drains (chapter 5), so a 10 GiB download costs no memory.
+//! [`Body::Reader`](torsion_protocols::http::Body): the server streams the reader with the same
+//! [`FileSender`](torsion_protocols::FileSender) as chapter 5 (limited to the `Content-Length`,
+//! each chunk framed by a `transform` when the body is chunked), one 64 KiB chunk each time the
+//! buffer drains, so a 10 GiB download costs no memory. A reader that ends short of its length
+//! cuts the connection: the client sees the truncation instead of waiting.
 //!
 //! ## Limits and strictness
 //! Every limit is on by default and has a setter on [`HttpConfig`](torsion_protocols::http::HttpConfig):

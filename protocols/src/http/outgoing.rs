@@ -8,7 +8,7 @@ use torsion_reactor::Ctx;
 
 use super::conn::{BodyProducerParts, ReadState, Resp, St, CONTINUE};
 use super::handler::{HttpError, RequestId};
-use super::producer::BodyProducer;
+use super::producer::body_sender;
 use super::response::{self, Body, Framing, Response};
 
 /// Output kept for a response waiting behind earlier ones, above which `write_body` reports
@@ -211,12 +211,7 @@ impl St {
                     t.unregister_producer();
                     shared.held = false;
                 }
-                let producer = BodyProducer {
-                    reader: parts.reader,
-                    chunked: parts.chunked,
-                    remaining: parts.remaining,
-                    shared: self.shared.clone(),
-                };
+                let producer = body_sender(parts, self.shared.clone());
                 shared.producing = t.register_producer(producer, false).is_ok();
                 return retired;
             }
