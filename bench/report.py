@@ -7,7 +7,9 @@ machine description (``REPORT_DATE``, ``REPORT_COMMIT``, ``REPORT_CPU``,
 ``REPORT_CORES``, ``REPORT_KERNEL``, ``REPORT_MEMORY``, ``REPORT_SETUP``,
 ``REPORT_PYTHON``, ``REPORT_SKIPPED``), and the files of ``bench/proxy.sh``'s run for the
 Proxy section (``REPORT_PROXY_TSV``: every run; ``REPORT_PROXY_TABLE``: its table, whose
-slowsink-c100 summary gives the memory figures; both unset or empty: no Proxy section).
+slowsink-c100 summary gives the memory figures; both unset or empty: no Proxy section), and
+the tables bench/tls.sh and bench/http.sh printed (``REPORT_TLS_TABLE``,
+``REPORT_HTTP_TABLE``: paths; unset or empty: no such section).
 Figures are medians over the repetitions; ratios
 are of medians, to raw mio's median in the same scenario. Charts are drawn with
 matplotlib when it can be imported (and ``REPORT_PLAIN_SVG`` is not set), else with
@@ -365,6 +367,20 @@ def proxy_section(table_path, tsv_path):
 # --- The report --------------------------------------------------------------------
 
 
+def side_section(title, path, intro):
+    """A section holding a side benchmark's table as it printed it; [] without one."""
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            table = handle.read().rstrip()
+    except OSError:
+        return []
+    if not table:
+        return []
+    return ["", f"## {title}", "", intro, "", "```", table, "```"]
+
+
 def main():
     env = os.environ
     runs, scenarios = load(env["REPORT_TSV"])
@@ -485,6 +501,17 @@ def main():
                                                               env.get("REPORT_PROXY_TSV"))
         md += lines
         proxy_tables = [t for t in (throughput_table, memory_table) if t]
+
+    md += side_section("TLS", env.get("REPORT_TLS_TABLE"),
+                       "`bench/tls.sh` in the same run: torsion's `echo-server` over TLS against a "
+                       "tokio-rustls echo server (current_thread, the same rustls and ring provider); "
+                       "TLS 1.3 handshakes, a 64 KiB stream over 10 connections, 64 B ping-pong over 100. "
+                       "Server CPU per unit from /proc; torsion/tokio-rustls below 1.00x is cheaper.")
+    md += side_section("HTTP", env.get("REPORT_HTTP_TABLE"),
+                       "`bench/http.sh` in the same run: `wrk -t1 -c100` on `/hello` against torsion's "
+                       "`http-server` and a hyper HTTP/1 server (current_thread): keep-alive, 16-deep "
+                       "pipelining and `Connection: close`. Server CPU per request from /proc; "
+                       "torsion/hyper CPU below 1.00x is cheaper, req/s above 1.00x is faster.")
 
     md += ["", "## Details", "",
            "Medians: server CPU % of the wall time of the load run (near 100: the server was "
