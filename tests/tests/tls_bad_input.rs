@@ -142,11 +142,20 @@ fn a_missing_client_certificate_is_refused_when_required() {
     let pki = Pki::new();
     let (_server, addr, rx) = server(pki.server_config_mtls());
     // TLS 1.3: the client's handshake completes before it learns of the refusal; its first
-    // read then sees the alert.
+    // read then sees the alert (`certificate_required`, sent under the handshake keys while the
+    // client's Certificate and Finished, one flight, are being processed).
     if let Ok(mut client) = blocking_client(&addr, pki.client_config()) {
         let _ = client.write_all(b"x");
         let mut buf = [0u8; 1];
-        assert!(client.read(&mut buf).is_err(), "the server refused us");
+        let err = client.read(&mut buf).expect_err("the server refused us");
+        let alert = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+        assert!(
+            matches!(
+                alert,
+                Some(rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired))
+            ),
+            "the server's alert, not a bare close: {err:?}"
+        );
     }
     let reason = recv(&rx, "missing client certificate");
     assert!(

@@ -234,3 +234,54 @@ fn a_record_split_into_single_bytes_is_reassembled() {
     client.read_exact(&mut back).unwrap();
     assert!(back == message, "echo differs");
 }
+
+/// TLS 1.3 post-handshake messages through the server's read path: the client asks
+/// for key updates mid-stream (the server must switch its receiving key and answer with its own
+/// `KeyUpdate` before its next record), and the session tickets the server sent with the first
+/// echo let a second connection resume, which still reports the SNI name.
+#[test]
+fn key_updates_mid_stream_and_a_resumed_session() {
+    let pki = Pki::new();
+    let (tx, rx) = mpsc::channel();
+    let (_server, addr) =
+        tls_server(pki.server_config(), |_| {}, move || move |_| Some(Report { tx: tx.clone() }));
+    let client_config = pki.client_config();
+    let mut client = blocking_client(&addr, client_config.clone()).expect("handshake");
+    assert_eq!(recv(&rx, "connection_made").sni.as_deref(), Some("localhost"));
+    for round in 0..4u64 {
+        if round > 0 {
+            client.conn.refresh_traffic_keys().expect("a TLS 1.3 key update");
+        }
+        let message = pattern(round, 100_000);
+        client.write_all(&message).unwrap();
+        let mut back = vec![0u8; message.len()];
+        client.read_exact(&mut back).unwrap();
+        assert!(back == message, "echo differs in round {round}");
+    }
+    let mut again = blocking_client(&addr, client_config).expect("second handshake");
+    assert_eq!(again.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    assert_eq!(recv(&rx, "connection_made").sni.as_deref(), Some("localhost"));
+    again.write_all(b"resumed").unwrap();
+    let mut buf = [0u8; 7];
+    again.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"resumed");
+}
+
+/// Every loop read buffer size works, from one byte up: the handshake and a 200 KB echo (many
+/// records) through a server whose read buffer is smaller than a record (plaintext that does
+/// not fit waits in rustls for the next read, which must not touch the socket first), about
+/// one record, and larger.
+#[test]
+fn every_read_buffer_size_handshakes_and_echoes() {
+    let pki = Pki::new();
+    for size in [1, 7, 100, 2048, 17_000, 40_000, 100_001] {
+        let (_server, addr) =
+            tls_server(pki.server_config(), move |r| r.set_read_buffer_size(size), || |_| Some(Echo));
+        let mut client = blocking_client(&addr, pki.client_config()).expect("handshake");
+        let message = pattern(size as u64, 200_000);
+        client.write_all(&message).unwrap();
+        let mut back = vec![0u8; message.len()];
+        client.read_exact(&mut back).unwrap();
+        assert!(back == message, "echo differs with a {size}-byte read buffer");
+    }
+}

@@ -3,13 +3,15 @@
 //! own allocations are not counted), measured with a counting allocator once warmed up.
 //!
 //! Torsion's own read path allocates nothing: ciphertext is read into the loop-wide buffer and
-//! the plaintext copied back into it. rustls' buffered API, which `TlsStream` drives, does: it
-//! moves each decrypted record into a fresh `Vec` (`take_received_plaintext`) and resizes its
-//! record buffer when it empties, 1.1 to 1.4 bytes allocated (and freed) per byte read, as for
-//! any user of that API (tokio-rustls included). Removing it means moving `TlsStream` to
-//! rustls' unbuffered API; until then this test pins the figure so that nothing is added on
-//! top (one more buffer per read would double it). Alone in its binary: the counting
-//! allocator is process-wide.
+//! the plaintext copied back into it. rustls 0.23 does allocate: it decrypts each record in
+//! place, then moves the plaintext into a fresh `Vec` (`take_received_plaintext`), and resizes
+//! its record buffer when it empties: 1.00 to 1.09 bytes allocated (and freed) per byte read
+//! here, up to 1.4 on a loaded machine, as for any user of rustls (tokio-rustls included).
+//! rustls' unbuffered API is no way out in 0.23: its `ReadTraffic::next_record` hands out the
+//! same per-record `Vec` (its source marks in-place delivery as future work); a port of
+//! `TlsStream` to it measured 1.000 (the buffer resizes gone, the copy not). So this test pins
+//! the figure: 1.5x the bytes read leaves no room for one more copy of each read on top.
+//! Alone in its binary: the counting allocator is process-wide.
 
 use std::alloc::System;
 use std::io::Write;
@@ -73,7 +75,8 @@ fn load_the_tls_read_path_allocates_only_rustls_record_copies() {
     writeln!(stdin).unwrap();
     let _ = child.wait();
     println!("TLS read path: {allocated} bytes allocated while reading 64 MiB");
-    // rustls' record copies and buffer resizes: 1.1x to 1.4x the bytes read. Twice the bytes read
-    // leaves no room for another copy of each read on top.
-    assert!(allocated < 2 * (64 << 20), "{allocated} bytes allocated while reading 64 MiB over TLS");
+    // rustls' record copies and buffer resizes: 1.0x to 1.4x the bytes read. Another copy of
+    // each read on top would make it 2x.
+    let bound = (64 << 20) + (32 << 20);
+    assert!(allocated < bound, "{allocated} bytes allocated while reading 64 MiB over TLS (bound {bound})");
 }
