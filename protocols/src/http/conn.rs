@@ -19,6 +19,10 @@ use super::handler::{Handler, HttpCtx, RequestId, Responder};
 use super::head::{find_head_end, parse_head, BodyFraming, Head, HeadError};
 use super::response::{self, Response};
 
+/// Reads up to this long are copied whole at their first complete head, so the heads
+/// pipelined after it share the copy; a longer read copies each head alone.
+const SHARED_COPY_MAX: usize = 4 * 1024;
+
 /// The interim response to `Expect: 100-continue`.
 pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -115,6 +119,9 @@ pub(crate) struct St {
     pub(super) scratch: Vec<u8>,
     /// A handler was told the buffer is full while its response waited behind another.
     pub(super) writable_owed: bool,
+    /// A response's header map, cleared, kept to hold the next request's headers (one map
+    /// allocation per request instead of two).
+    pub(super) spare_headers: Option<http::HeaderMap>,
 }
 
 /// The HTTP/1.1 server protocol for one connection, serving with handler `H`. Usually built by
@@ -157,6 +164,7 @@ impl<H: Handler> HttpProtocol<H> {
             head_started: None,
             scratch: Vec::with_capacity(256),
             writable_owed: false,
+            spare_headers: None,
         };
         HttpProtocol { handler, st }
     }
@@ -164,6 +172,10 @@ impl<H: Handler> HttpProtocol<H> {
     /// Feeds input to the request reader: returns how much was consumed.
     fn consume(&mut self, cx: &mut Ctx<'_>, input: &[u8]) -> usize {
         let mut used = 0;
+        // An owned copy of the input from offset `.1` on, made at the first complete head and
+        // shared by the heads after it (pipelining): one allocation and one copy per read,
+        // not per request.
+        let mut owned: Option<(Bytes, usize)> = None;
         loop {
             if self.st.closing {
                 return used;
@@ -182,11 +194,18 @@ impl<H: Handler> HttpProtocol<H> {
                     if rest.is_empty() || self.st.last_request {
                         return used;
                     }
-                    if self.st.slots.len() >= self.st.config.max_pipeline {
-                        // Retire what is answered already before giving up on reading ahead.
-                        self.st.advance(cx);
+                    // Retire what is answered already: the next response then goes straight
+                    // to the transport's buffer (coalesced with this read's other answers)
+                    // instead of waiting, copied, behind this one.
+                    if self.st.slots.front().is_some_and(|s| s.state == Resp::Done)
+                        || self.st.slots.len() >= self.st.config.max_pipeline
+                    {
+                        self.retire(cx);
                         if self.st.closing || self.st.slots.len() >= self.st.config.max_pipeline {
                             return used;
+                        }
+                        if !matches!(self.st.read, ReadState::Head) {
+                            continue;
                         }
                     }
                     if self.st.shared.borrow().stopping {
@@ -216,7 +235,23 @@ impl<H: Handler> HttpProtocol<H> {
                         Ok(Some(end)) => {
                             self.st.scanned = 0;
                             self.st.head_started = None;
-                            match parse_head(&rest[..end], &self.st.config) {
+                            let shared = match &owned {
+                                Some((copy, from)) if used + end <= from + copy.len() => {
+                                    copy.slice(used - from..used - from + end)
+                                }
+                                _ => {
+                                    // The rest of a small read (the heads pipelined after this
+                                    // one), or just this head: a kept request never holds on
+                                    // to more than a few KiB of input.
+                                    let take = if rest.len() <= SHARED_COPY_MAX { rest.len() } else { end };
+                                    let copy = Bytes::copy_from_slice(&rest[..take]);
+                                    let head = copy.slice(..end);
+                                    owned = Some((copy, used));
+                                    head
+                                }
+                            };
+                            let headers = self.st.spare_headers.take().unwrap_or_default();
+                            match parse_head(&rest[..end], shared, &self.st.config, headers) {
                                 Ok(head) => {
                                     used += end;
                                     self.start_request(cx, head);
@@ -373,6 +408,19 @@ impl<H: Handler> HttpProtocol<H> {
         }
     }
 
+    /// Retires the finished responses at the front ([`St::advance`]) and tells a streaming
+    /// handler held behind them that it can go on. Returns whether any was retired.
+    fn retire(&mut self, cx: &mut Ctx<'_>) -> bool {
+        let retired = self.st.advance(cx);
+        if retired && self.st.writable_owed {
+            // A streaming response held behind the one just retired can go on now.
+            self.st.writable_owed = false;
+            let mut hx = HttpCtx { cx, st: &mut self.st, current: None };
+            self.handler.writable(&mut hx);
+        }
+        retired
+    }
+
     /// Runs after every callback: answers from the outbox, writes finished responses in
     /// order, reads what was waiting, then sets reading and timers to match.
     fn pump(&mut self, cx: &mut Ctx<'_>) {
@@ -394,14 +442,7 @@ impl<H: Handler> HttpProtocol<H> {
                     tracing::debug!(error = %e, "a responder's response was dropped");
                 }
             }
-            let retired = self.st.advance(cx);
-            progress |= retired;
-            if retired && self.st.writable_owed {
-                // A streaming response held behind the one just retired can go on now.
-                self.st.writable_owed = false;
-                let mut hx = HttpCtx { cx, st: &mut self.st, current: None };
-                self.handler.writable(&mut hx);
-            }
+            progress |= self.retire(cx);
             // A body that ended while paused still owes its `end`, with no input left.
             let end_owed = !self.st.body_paused
                 && matches!(&self.st.read, ReadState::Body { decoder, .. } if decoder.is_done());

@@ -15,6 +15,10 @@ use super::response::{self, Body, Framing, Response};
 /// the buffer full (the transport's default high watermark).
 const HELD_OUTPUT_HIGH: usize = 64 * 1024;
 
+/// A response's header map with room for at most this many entries is kept for the next
+/// request's headers; a bigger one is dropped rather than kept for the connection's life.
+const SPARE_HEADERS_MAX: usize = 64;
+
 impl St {
     /// Writes `data` for slot `i`: straight to the transport when it is the front slot and no
     /// body producer is running, else kept until the slots before it are done.
@@ -108,6 +112,12 @@ impl St {
             keep_alive_10,
             self.config.server.as_deref(),
         );
+        if parts.headers.capacity() <= SPARE_HEADERS_MAX {
+            // Recycled for the next request's headers (hyper does the same).
+            let mut headers = parts.headers;
+            headers.clear();
+            self.spare_headers = Some(headers);
+        }
         let discard = framing == Framing::None;
         slot.state = Resp::Done;
         match body {
