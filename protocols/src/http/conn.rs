@@ -112,6 +112,11 @@ pub(crate) struct St {
     /// The request being read is the last (`Connection: close`, HTTP/1.0, an upgrade).
     pub(super) last_request: bool,
     pub(super) peer_eof: bool,
+    /// The request being read is one with which the client asked to close.
+    pub(super) client_close: bool,
+    /// That request was read to its end: the client sends nothing more (RFC 9112 §9.6), so
+    /// the close need not linger if nothing is left unread.
+    pub(super) input_done: bool,
     pub(super) timer: Option<(TimerId, Instant)>,
     pub(super) idle_since: Instant,
     pub(super) head_started: Option<Instant>,
@@ -159,6 +164,8 @@ impl<H: Handler> HttpProtocol<H> {
             closing: false,
             last_request: false,
             peer_eof: false,
+            client_close: false,
+            input_done: false,
             timer: None,
             idle_since: Instant::now(),
             head_started: None,
@@ -300,6 +307,7 @@ impl<H: Handler> HttpProtocol<H> {
                             let buffered = buffered.take();
                             self.st.read =
                                 if self.st.last_request { ReadState::Stopped } else { ReadState::Head };
+                            self.st.input_done |= self.st.client_close;
                             let mut hx = HttpCtx { cx, st: &mut self.st, current: Some(RequestId(id)) };
                             if let Some(buf) = buffered {
                                 self.handler.body(&mut hx, &buf);
@@ -343,6 +351,7 @@ impl<H: Handler> HttpProtocol<H> {
             self.st.read = ReadState::Body { id, decoder, received: 0, buffered: None };
         }
         self.st.last_request |= !keep_alive;
+        self.st.client_close = !keep_alive;
         let mut hx = HttpCtx { cx, st: &mut self.st, current: Some(RequestId(id)) };
         self.handler.request(&mut hx, request);
         if matches!(self.st.read, ReadState::Body { id: b, .. } if b == id) {
@@ -358,6 +367,7 @@ impl<H: Handler> HttpProtocol<H> {
         } else {
             let mut hx = HttpCtx { cx, st: &mut self.st, current: Some(RequestId(id)) };
             self.handler.end(&mut hx);
+            self.st.input_done |= !keep_alive;
             if self.st.last_request && matches!(self.st.read, ReadState::Head) {
                 self.st.read = ReadState::Stopped;
             }

@@ -246,7 +246,14 @@ impl St {
             if done.close_after {
                 self.closing = true;
                 self.slots.clear();
-                cx.transport().lose_connection();
+                let mut transport = cx.transport();
+                if self.input_done && self.inbuf.is_empty() {
+                    // The client asked to close and everything it sent is read: close at
+                    // once rather than linger for its FIN (the reactor still lingers if more
+                    // input turns out to be waiting).
+                    transport.expect_no_more_input();
+                }
+                transport.lose_connection();
                 return retired;
             }
             if let Some(next) = self.slots.front_mut() {
