@@ -119,6 +119,8 @@ pub(crate) struct St {
     pub(super) input_done: bool,
     pub(super) timer: Option<(TimerId, Instant)>,
     pub(super) idle_since: Instant,
+    /// The last response was retired: `idle_since` is to be set to now if still idle.
+    pub(super) idle_stale: bool,
     pub(super) head_started: Option<Instant>,
     /// Reused for serializing response heads.
     pub(super) scratch: Vec<u8>,
@@ -168,6 +170,7 @@ impl<H: Handler> HttpProtocol<H> {
             input_done: false,
             timer: None,
             idle_since: Instant::now(),
+            idle_stale: false,
             head_started: None,
             scratch: Vec::with_capacity(256),
             writable_owed: false,
@@ -618,6 +621,9 @@ impl St {
 
     /// Reading on or off, the graceful stop, and the one lazily re-armed timer.
     fn settle(&mut self, cx: &mut Ctx<'_>) {
+        if std::mem::take(&mut self.idle_stale) && self.slots.is_empty() {
+            self.idle_since = cx.now();
+        }
         let in_flight = !self.slots.is_empty() || matches!(self.read, ReadState::Body { .. });
         let (stopping, held) = {
             let mut shared = self.shared.borrow_mut();

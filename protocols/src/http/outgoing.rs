@@ -261,7 +261,9 @@ impl St {
                     cx.transport().write_bytes(chunk);
                 }
             } else {
-                self.idle_since = cx.now();
+                // Stamped once in `settle`, not per response: a pipelined batch empties the
+                // queue after each of its requests, and reading the clock is not free.
+                self.idle_stale = true;
             }
         }
     }
