@@ -57,15 +57,16 @@ pub(super) enum Resp {
 
 pub(super) struct Slot {
     pub(super) id: u64,
-    pub(super) method: Method,
-    pub(super) path: String,
+    /// The method and target for the access log (only when it is on: the slot stays small,
+    /// and it is moved on every request).
+    pub(super) log: Option<Box<(Method, String)>>,
     pub(super) version: Version,
     pub(super) head_request: bool,
     pub(super) started: Instant,
     pub(super) state: Resp,
     /// Output waiting for the slots before this one.
     pub(super) out: Vec<Bytes>,
-    pub(super) reader: Option<BodyProducerParts>,
+    pub(super) reader: Option<Box<BodyProducerParts>>,
     pub(super) close_after: bool,
     /// `Expect: 100-continue` not answered yet.
     pub(super) expect_continue: bool,
@@ -329,8 +330,11 @@ impl<H: Handler> HttpProtocol<H> {
         self.st.next_id += 1;
         self.st.slots.push_back(Slot {
             id,
-            method: request.method().clone(),
-            path: if self.st.config.access_log { request.uri().to_string() } else { String::new() },
+            log: self
+                .st
+                .config
+                .access_log
+                .then(|| Box::new((request.method().clone(), request.uri().to_string()))),
             version: request.version(),
             head_request: request.method() == Method::HEAD,
             // The clock is read only when a response deadline needs it.
@@ -401,8 +405,7 @@ impl<H: Handler> HttpProtocol<H> {
                 self.st.next_id += 1;
                 self.st.slots.push_back(Slot {
                     id,
-                    method: Method::GET,
-                    path: String::new(),
+                    log: None,
                     version: Version::HTTP_11,
                     head_request: false,
                     started: cx.now(),

@@ -135,8 +135,11 @@ impl St {
                     let remaining = if let Framing::Length(n) = framing { Some(n) } else { None };
                     // For the access log: the producer writes the body itself.
                     slot.bytes += remaining.unwrap_or(0);
-                    slot.reader =
-                        Some(BodyProducerParts { reader, chunked: framing == Framing::Chunked, remaining });
+                    slot.reader = Some(Box::new(BodyProducerParts {
+                        reader,
+                        chunked: framing == Framing::Chunked,
+                        remaining,
+                    }));
                 }
             }
             Body::Stream { .. } => {
@@ -236,7 +239,10 @@ impl St {
             let done = self.slots.pop_front().expect("front exists");
             retired = true;
             if self.config.access_log {
-                tracing::info!(target: "torsion::http::access", method = %done.method, path = %done.path,
+                // A request refused before it had a head is logged as `GET` with an empty path.
+                let (method, path) =
+                    done.log.as_deref().map_or(("GET", ""), |(m, p)| (m.as_str(), p.as_str()));
+                tracing::info!(target: "torsion::http::access", method = %method, path = %path,
                     status = done.status, bytes = done.bytes, "request");
             }
             if done.upgrade {
