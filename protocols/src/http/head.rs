@@ -89,6 +89,9 @@ pub(crate) fn find_head_end(buf: &[u8], scanned: &mut usize) -> Result<Option<us
 /// same bytes as `buf`, owned (the target and every header value become slices of it, no
 /// allocation per header); `headers` is an empty map to fill (a recycled one keeps its
 /// capacity: no allocation for the map either).
+// Inlined into its one caller: the head is then built in place, not moved out in a
+// `Result` (a copy of some 200 bytes per request).
+#[inline(always)]
 pub(crate) fn parse_head(
     buf: &[u8],
     shared: bytes::Bytes,
