@@ -64,7 +64,7 @@ impl Core {
         };
         let deadline = self.clock.now() + timeout;
         let phase = Phase::Connecting { factory: Some(factory), timeout: TimerId::placeholder() };
-        let key = self.add_stream(stream, addr, None, phase)?;
+        let key = self.add_stream(stream, addr, std::cell::OnceCell::from(None), phase)?;
         let timer =
             self.timers.schedule(deadline, TimerKind::Internal(Internal::ConnectTimeout(key, timeout)));
         if let Some(Conn { phase: Phase::Connecting { timeout, .. }, timers, .. }) = self.conn_mut(key) {
@@ -126,7 +126,7 @@ impl World {
         };
         let peer = conn.peer.clone();
         if let Some(io) = conn.io.as_mut() {
-            conn.local = torsion_transports::establish(io.socket().as_ref(), nodelay);
+            conn.local = torsion_transports::establish(io.socket().as_ref(), nodelay).into();
             io.set_readable(false);
         }
         self.core.cancel_timer(timeout);

@@ -3,6 +3,7 @@
 //! once. Its methods change the table (add, finish, abort, requeue); they never run user code:
 //! whatever user code must follow is queued as a [`Task`].
 
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,7 +111,9 @@ pub(crate) struct Conn {
     pub(crate) io: Option<Connection<BoxedStream>>,
     pub(crate) phase: Phase,
     pub(crate) peer: Address,
-    pub(crate) local: Option<Address>,
+    /// Our address: set when the connection is made, or (accepted connections) read from the
+    /// socket the first time it is asked for, which saves a `getsockname` per accept.
+    pub(crate) local: OnceCell<Option<Address>>,
     /// In the ready list for more work next turn.
     pub(crate) queued: bool,
     /// In the flush list.
@@ -130,6 +133,10 @@ pub(crate) struct Conn {
     /// A clean close drains the peer's input until its FIN (false for a standard I/O pair,
     /// whose far end is our own copying thread: nothing in flight can be lost to a reset).
     pub(crate) linger: bool,
+    /// The protocol said the peer sends nothing more
+    /// ([`Transport::expect_no_more_input`](crate::Transport::expect_no_more_input)): a clean
+    /// close with no input known to be pending closes at once instead of lingering.
+    pub(crate) input_done: bool,
     /// A TLS handshake in progress ([`crate::tls`]).
     pub(crate) handshake: Option<Box<crate::tls::Handshake>>,
     pub(crate) span: tracing::Span,
@@ -352,12 +359,14 @@ impl Core {
             && !self.shared.has_calls()
     }
 
-    /// Registers a connected (or connecting) stream as a new connection.
+    /// Registers a connected (or connecting) stream as a new connection. `local` is our
+    /// address when known (filled in later for an outbound connect); an empty cell reads it
+    /// from the socket when first asked for.
     pub(crate) fn add_stream(
         &mut self,
         mut stream: BoxedStream,
         peer: Address,
-        local: Option<Address>,
+        local: OnceCell<Option<Address>>,
         phase: Phase,
     ) -> Result<SourceKey, Error> {
         let connecting = matches!(phase, Phase::Connecting { .. });
@@ -381,6 +390,7 @@ impl Core {
                 timers: Vec::new(),
                 close_reason: None,
                 linger: true,
+                input_done: false,
                 handshake: None,
                 span,
             }))
@@ -451,9 +461,14 @@ impl Core {
         };
         self.stop_producer(key);
         let Some(conn) = self.conn_mut(key) else { return };
+        // No lingering either when the protocol knows the peer sends nothing more and no input
+        // is known to be waiting (the last read drained the socket, no readiness since): then
+        // nothing unread can turn the close into a reset (see `expect_no_more_input`).
         let linger = conn.linger
             && clean_close
-            && conn.io.as_ref().is_some_and(|io| !io.is_read_closed() && !io.is_aborted());
+            && conn.io.as_ref().is_some_and(|io| {
+                !io.is_read_closed() && !io.is_aborted() && (!conn.input_done || io.is_read_ready())
+            });
         if linger {
             conn.phase = Phase::Lingering { timer: TimerId::placeholder() };
             if let Some(io) = conn.io.as_mut() {

@@ -96,7 +96,7 @@ where
     }
     let pair = torsion_transports::stdio::stdio_pair(input, output)?;
     let peer = Address::Unix(UnixAddr::Unnamed);
-    let key = core.add_stream(Box::new(pair.stream), peer, None, Phase::Open)?;
+    let key = core.add_stream(Box::new(pair.stream), peer, std::cell::OnceCell::from(None), Phase::Open)?;
     core.stdio_outputs.push(pair.output_done);
     if let Some(conn) = core.conn_mut(key) {
         conn.linger = false;

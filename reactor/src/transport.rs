@@ -119,6 +119,30 @@ impl<'a> Transport<'a> {
         self.lose_connection();
     }
 
+    /// Tells the transport that the peer sends nothing more on this connection: it said so in
+    /// its protocol (an HTTP request with `Connection: close`, read to its end) and everything
+    /// it sent has been consumed. A clean close ([`lose_connection`](Transport::lose_connection))
+    /// then closes the socket as soon as the buffer is flushed and the FIN sent, instead of
+    /// lingering, draining input until the peer's FIN (up to 5 s); that saves a wake-up and a
+    /// read per connection.
+    ///
+    /// # Resets
+    ///
+    /// Lingering exists because closing a socket with unread input makes the kernel send RST
+    /// instead of FIN, and a peer that receives RST may discard our last response before its
+    /// application has read it. So the close skips lingering only if, at that moment, no input
+    /// is known to be waiting (the last read drained the socket and no readiness has been
+    /// reported since); otherwise it lingers as usual. Input that arrives after the close is
+    /// answered with RST by the kernel, which a peer that promised to send nothing more has
+    /// brought on itself. Leave this off when the *local* side decides to close (the peer may
+    /// still be sending: pipelined requests, an upload), and for a protocol with no such
+    /// promise from the peer.
+    pub fn expect_no_more_input(&mut self) {
+        if let Some(conn) = self.core.open_conn(self.key) {
+            conn.input_done = true;
+        }
+    }
+
     /// Aborts like [`abort_connection`](Transport::abort_connection), reporting `reason`.
     pub fn abort_connection_with(&mut self, reason: DisconnectReason) {
         if self.io().is_some() {
@@ -180,9 +204,12 @@ impl<'a> Transport<'a> {
         self.core.conn(self.key).map(|c| c.peer.clone())
     }
 
-    /// Our address.
+    /// Our address. For an accepted connection it is read from the socket the first time it
+    /// is asked for (accepting does not pay a `getsockname` per connection), so ask while the
+    /// connection is open: once its socket is closed, an address never asked for is `None`.
     pub fn local_addr(&self) -> Option<Address> {
-        self.core.conn(self.key).and_then(|c| c.local.clone())
+        let conn = self.core.conn(self.key)?;
+        conn.local.get_or_init(|| conn.io.as_ref().and_then(|io| io.socket().local_address())).clone()
     }
 
     /// The credentials (pid, uid, gid) of the process at the other end of a Unix socket;

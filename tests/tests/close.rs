@@ -371,6 +371,108 @@ fn lose_with_unread_input_drops_a_peer_that_never_sends_fin_at_the_lingering_lim
 }
 over_kinds!(lose_with_unread_input_drops_a_peer_that_never_sends_fin_at_the_lingering_limit);
 
+/// Like [`AnswerThenClose`], but first promises the transport that the peer sends nothing
+/// more (`expect_no_more_input`) although most of its request is still unread.
+struct PromiseThenClose(AnswerThenClose);
+
+impl Protocol for PromiseThenClose {
+    fn data_received(&mut self, cx: &mut Ctx<'_>, data: &[u8]) {
+        cx.transport().expect_no_more_input();
+        self.0.data_received(cx, data);
+    }
+}
+
+/// `expect_no_more_input` with input known to be waiting (the read filled the buffer): the
+/// close still lingers, so the unread body cannot turn it into a reset; the whole response
+/// arrives 20 of 20 times and the socket stays until the peer's FIN.
+fn expect_no_more_input_with_unread_input_still_lingers(kind: Kind) {
+    let mut reactor = Reactor::new().unwrap();
+    reactor.set_read_buffer_size(64);
+    let response = Bytes::from(pattern(6, RESPONSE));
+    let first_read = Rc::new(RefCell::new(Vec::new()));
+    let (r, f) = (response.clone(), first_read.clone());
+    let listener = listen(&mut reactor, kind, move |_| {
+        Some(PromiseThenClose(AnswerThenClose { response: r.clone(), first_read: f.clone() }))
+    });
+    for trial in 0..20 {
+        let (a, tx) = (listener.addr.clone(), mpsc::channel());
+        let (tx, rx) = tx;
+        let client = std::thread::spawn(move || {
+            let mut stream = connect(kind, &a);
+            stream.write_all(&request()).unwrap();
+            let mut got = Vec::new();
+            let read = stream.read_to_end(&mut got).map(|_| got);
+            // Kept open (no FIN) until the test has looked at the server's socket.
+            tx.send(read).unwrap();
+            stream
+        });
+        let mut got = None;
+        run_until(&mut reactor, "the client read the response", |_| {
+            if let Ok(g) = rx.try_recv() {
+                got = Some(g);
+            }
+            got.is_some()
+        });
+        let got = got.unwrap().unwrap_or_else(|e| panic!("trial {trial}: {e} (a reset?)"));
+        assert!(got == response[..], "trial {trial}: response truncated or different ({} B)", got.len());
+        assert_eq!(reactor.source_count(), 2, "trial {trial}: the server socket lingers for the FIN");
+        drop(client.join().unwrap());
+        run_until(&mut reactor, "the lingering socket to go", |r| r.source_count() == 1);
+    }
+    assert!(first_read.borrow().iter().all(|&n| n == 64), "the body stayed unread");
+    assert_eq!(reactor.timer_count(), 0, "no lingering timer left");
+}
+over_kinds!(expect_no_more_input_with_unread_input_still_lingers);
+
+/// Reads its whole (small) request, promises the transport that the peer sends nothing more,
+/// answers 2 MB and closes.
+struct ReadAllThenClose {
+    response: Bytes,
+}
+
+impl Protocol for ReadAllThenClose {
+    fn data_received(&mut self, cx: &mut Ctx<'_>, _data: &[u8]) {
+        cx.transport().expect_no_more_input();
+        cx.transport().write_bytes(self.response.clone());
+        cx.transport().lose_connection();
+    }
+}
+
+/// `expect_no_more_input` after everything the peer sent was read: the clean close does not
+/// linger: the server's socket is gone while the peer still holds its end open (no FIN), and
+/// the peer got the whole response and a clean EOF (no reset).
+fn expect_no_more_input_after_reading_everything_closes_without_lingering(kind: Kind) {
+    let mut reactor = Reactor::new().unwrap();
+    let response = Bytes::from(pattern(7, RESPONSE));
+    let r = response.clone();
+    let listener = listen(&mut reactor, kind, move |_| Some(ReadAllThenClose { response: r.clone() }));
+    let addr = listener.addr.clone();
+    let (tx, rx) = mpsc::channel();
+    let client = std::thread::spawn(move || {
+        let mut stream = connect(kind, &addr);
+        stream.write_all(b"GET /bye\r\n").unwrap();
+        let mut got = Vec::new();
+        let read = stream.read_to_end(&mut got).map(|_| got);
+        tx.send(read).unwrap();
+        // Held open, never sending FIN, until the test is done.
+        stream
+    });
+    let started = Instant::now();
+    let mut got = None;
+    run_until(&mut reactor, "the client read the response and the server socket went", |r| {
+        if let Ok(g) = rx.try_recv() {
+            got = Some(g);
+        }
+        got.is_some() && r.source_count() == 1
+    });
+    assert!(started.elapsed() < LINGER_LIMIT, "closed without waiting for the peer");
+    let got = got.unwrap().unwrap_or_else(|e| panic!("{e} (a reset?)"));
+    assert!(got == response[..], "response truncated or different ({} B)", got.len());
+    assert_eq!(reactor.timer_count(), 0, "no lingering timer");
+    drop(client.join().unwrap());
+}
+over_kinds!(expect_no_more_input_after_reading_everything_closes_without_lingering);
+
 /// The reactor's lingering byte limit (`LINGER_MAX_BYTES` in the reactor, the catalogue's
 /// 1 MiB).
 const LINGER_BYTES: usize = 1 << 20;

@@ -82,6 +82,13 @@
 //! peer's FIN (for at most 5 s or 1 MiB). `run` waits for lingering sockets too, within the
 //! shutdown deadline, so a stopped server does not reset the last replies it sent.
 //!
+//! A protocol that knows the peer sends nothing more (it said so in its protocol, and
+//! everything it sent has been read) calls `cx.transport().expect_no_more_input()`: the clean
+//! close then skips lingering, unless input is known to be waiting (the last read did not
+//! drain the socket), which saves a wake-up and a read per connection. The HTTP server does
+//! this for a request with `Connection: close` read to its end, never when it is the server
+//! that decides to close.
+//!
 //! ```
 //! use torsion_reactor::testing::Harness;
 //! use torsion_reactor::{Ctx, Protocol};

@@ -90,6 +90,14 @@
 //! (both `Content-Length` and `Transfer-Encoding`, a bare CR or LF, obs-fold, a bad chunk) is a
 //! 400 and a close, never a guess: that ambiguity is how requests are smuggled past proxies.
 //!
+//! ## Closing
+//! A connection closes after a response when the client asked (`Connection: close`, or
+//! HTTP/1.0 without `keep-alive`) or the server decided (a handler's `Connection: close`, an
+//! error, a close-delimited body, the graceful stop). When the client asked and everything it
+//! sent has been read, the socket closes as soon as the response is out; otherwise it lingers,
+//! reading and dropping input until the client's FIN, so requests still in flight cannot turn
+//! the close into a reset that destroys the response (chapter 8).
+//!
 //! ## Stopping
 //! [`HttpServer::listen`] installs the graceful stop: on Ctrl-C idle keep-alive connections
 //! close at once and responses in flight finish (within the reactor's shutdown deadline).

@@ -19,6 +19,10 @@ use super::handler::{Handler, HttpCtx, RequestId, Responder};
 use super::head::{find_head_end, parse_head, BodyFraming, Head, HeadError};
 use super::response::{self, Response};
 
+/// Reads up to this long are copied whole at their first complete head, so the heads
+/// pipelined after it share the copy; a longer read copies each head alone.
+const SHARED_COPY_MAX: usize = 4 * 1024;
+
 /// The interim response to `Expect: 100-continue`.
 pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -53,15 +57,16 @@ pub(super) enum Resp {
 
 pub(super) struct Slot {
     pub(super) id: u64,
-    pub(super) method: Method,
-    pub(super) path: String,
+    /// The method and target for the access log (only when it is on: the slot stays small,
+    /// and it is moved on every request).
+    pub(super) log: Option<Box<(Method, String)>>,
     pub(super) version: Version,
     pub(super) head_request: bool,
     pub(super) started: Instant,
     pub(super) state: Resp,
     /// Output waiting for the slots before this one.
     pub(super) out: Vec<Bytes>,
-    pub(super) reader: Option<BodyProducerParts>,
+    pub(super) reader: Option<Box<BodyProducerParts>>,
     pub(super) close_after: bool,
     /// `Expect: 100-continue` not answered yet.
     pub(super) expect_continue: bool,
@@ -108,13 +113,23 @@ pub(crate) struct St {
     /// The request being read is the last (`Connection: close`, HTTP/1.0, an upgrade).
     pub(super) last_request: bool,
     pub(super) peer_eof: bool,
+    /// The request being read is one with which the client asked to close.
+    pub(super) client_close: bool,
+    /// That request was read to its end: the client sends nothing more (RFC 9112 §9.6), so
+    /// the close need not linger if nothing is left unread.
+    pub(super) input_done: bool,
     pub(super) timer: Option<(TimerId, Instant)>,
     pub(super) idle_since: Instant,
+    /// The last response was retired: `idle_since` is to be set to now if still idle.
+    pub(super) idle_stale: bool,
     pub(super) head_started: Option<Instant>,
     /// Reused for serializing response heads.
     pub(super) scratch: Vec<u8>,
     /// A handler was told the buffer is full while its response waited behind another.
     pub(super) writable_owed: bool,
+    /// A response's header map, cleared, kept to hold the next request's headers (one map
+    /// allocation per request instead of two).
+    pub(super) spare_headers: Option<http::HeaderMap>,
 }
 
 /// The HTTP/1.1 server protocol for one connection, serving with handler `H`. Usually built by
@@ -152,11 +167,15 @@ impl<H: Handler> HttpProtocol<H> {
             closing: false,
             last_request: false,
             peer_eof: false,
+            client_close: false,
+            input_done: false,
             timer: None,
             idle_since: Instant::now(),
+            idle_stale: false,
             head_started: None,
             scratch: Vec::with_capacity(256),
             writable_owed: false,
+            spare_headers: None,
         };
         HttpProtocol { handler, st }
     }
@@ -164,6 +183,10 @@ impl<H: Handler> HttpProtocol<H> {
     /// Feeds input to the request reader: returns how much was consumed.
     fn consume(&mut self, cx: &mut Ctx<'_>, input: &[u8]) -> usize {
         let mut used = 0;
+        // An owned copy of the input from offset `.1` on, made at the first complete head and
+        // shared by the heads after it (pipelining): one allocation and one copy per read,
+        // not per request.
+        let mut owned: Option<(Bytes, usize)> = None;
         loop {
             if self.st.closing {
                 return used;
@@ -182,11 +205,18 @@ impl<H: Handler> HttpProtocol<H> {
                     if rest.is_empty() || self.st.last_request {
                         return used;
                     }
-                    if self.st.slots.len() >= self.st.config.max_pipeline {
-                        // Retire what is answered already before giving up on reading ahead.
-                        self.st.advance(cx);
+                    // Retire what is answered already: the next response then goes straight
+                    // to the transport's buffer (coalesced with this read's other answers)
+                    // instead of waiting, copied, behind this one.
+                    if self.st.slots.front().is_some_and(|s| s.state == Resp::Done)
+                        || self.st.slots.len() >= self.st.config.max_pipeline
+                    {
+                        self.retire(cx);
                         if self.st.closing || self.st.slots.len() >= self.st.config.max_pipeline {
                             return used;
+                        }
+                        if !matches!(self.st.read, ReadState::Head) {
+                            continue;
                         }
                     }
                     if self.st.shared.borrow().stopping {
@@ -216,7 +246,23 @@ impl<H: Handler> HttpProtocol<H> {
                         Ok(Some(end)) => {
                             self.st.scanned = 0;
                             self.st.head_started = None;
-                            match parse_head(&rest[..end], &self.st.config) {
+                            let shared = match &owned {
+                                Some((copy, from)) if used + end <= from + copy.len() => {
+                                    copy.slice(used - from..used - from + end)
+                                }
+                                _ => {
+                                    // The rest of a small read (the heads pipelined after this
+                                    // one), or just this head: a kept request never holds on
+                                    // to more than a few KiB of input.
+                                    let take = if rest.len() <= SHARED_COPY_MAX { rest.len() } else { end };
+                                    let copy = Bytes::copy_from_slice(&rest[..take]);
+                                    let head = copy.slice(..end);
+                                    owned = Some((copy, used));
+                                    head
+                                }
+                            };
+                            let headers = self.st.spare_headers.take().unwrap_or_default();
+                            match parse_head(&rest[..end], shared, &self.st.config, headers) {
                                 Ok(head) => {
                                     used += end;
                                     self.start_request(cx, head);
@@ -265,6 +311,7 @@ impl<H: Handler> HttpProtocol<H> {
                             let buffered = buffered.take();
                             self.st.read =
                                 if self.st.last_request { ReadState::Stopped } else { ReadState::Head };
+                            self.st.input_done |= self.st.client_close;
                             let mut hx = HttpCtx { cx, st: &mut self.st, current: Some(RequestId(id)) };
                             if let Some(buf) = buffered {
                                 self.handler.body(&mut hx, &buf);
@@ -283,8 +330,11 @@ impl<H: Handler> HttpProtocol<H> {
         self.st.next_id += 1;
         self.st.slots.push_back(Slot {
             id,
-            method: request.method().clone(),
-            path: if self.st.config.access_log { request.uri().to_string() } else { String::new() },
+            log: self
+                .st
+                .config
+                .access_log
+                .then(|| Box::new((request.method().clone(), request.uri().to_string()))),
             version: request.version(),
             head_request: request.method() == Method::HEAD,
             // The clock is read only when a response deadline needs it.
@@ -308,6 +358,7 @@ impl<H: Handler> HttpProtocol<H> {
             self.st.read = ReadState::Body { id, decoder, received: 0, buffered: None };
         }
         self.st.last_request |= !keep_alive;
+        self.st.client_close = !keep_alive;
         let mut hx = HttpCtx { cx, st: &mut self.st, current: Some(RequestId(id)) };
         self.handler.request(&mut hx, request);
         if matches!(self.st.read, ReadState::Body { id: b, .. } if b == id) {
@@ -323,6 +374,7 @@ impl<H: Handler> HttpProtocol<H> {
         } else {
             let mut hx = HttpCtx { cx, st: &mut self.st, current: Some(RequestId(id)) };
             self.handler.end(&mut hx);
+            self.st.input_done |= !keep_alive;
             if self.st.last_request && matches!(self.st.read, ReadState::Head) {
                 self.st.read = ReadState::Stopped;
             }
@@ -353,8 +405,7 @@ impl<H: Handler> HttpProtocol<H> {
                 self.st.next_id += 1;
                 self.st.slots.push_back(Slot {
                     id,
-                    method: Method::GET,
-                    path: String::new(),
+                    log: None,
                     version: Version::HTTP_11,
                     head_request: false,
                     started: cx.now(),
@@ -371,6 +422,19 @@ impl<H: Handler> HttpProtocol<H> {
                 let _ = self.st.respond(cx, RequestId(id), response);
             }
         }
+    }
+
+    /// Retires the finished responses at the front ([`St::advance`]) and tells a streaming
+    /// handler held behind them that it can go on. Returns whether any was retired.
+    fn retire(&mut self, cx: &mut Ctx<'_>) -> bool {
+        let retired = self.st.advance(cx);
+        if retired && self.st.writable_owed {
+            // A streaming response held behind the one just retired can go on now.
+            self.st.writable_owed = false;
+            let mut hx = HttpCtx { cx, st: &mut self.st, current: None };
+            self.handler.writable(&mut hx);
+        }
+        retired
     }
 
     /// Runs after every callback: answers from the outbox, writes finished responses in
@@ -394,14 +458,7 @@ impl<H: Handler> HttpProtocol<H> {
                     tracing::debug!(error = %e, "a responder's response was dropped");
                 }
             }
-            let retired = self.st.advance(cx);
-            progress |= retired;
-            if retired && self.st.writable_owed {
-                // A streaming response held behind the one just retired can go on now.
-                self.st.writable_owed = false;
-                let mut hx = HttpCtx { cx, st: &mut self.st, current: None };
-                self.handler.writable(&mut hx);
-            }
+            progress |= self.retire(cx);
             // A body that ended while paused still owes its `end`, with no input left.
             let end_owed = !self.st.body_paused
                 && matches!(&self.st.read, ReadState::Body { decoder, .. } if decoder.is_done());
@@ -567,6 +624,9 @@ impl St {
 
     /// Reading on or off, the graceful stop, and the one lazily re-armed timer.
     fn settle(&mut self, cx: &mut Ctx<'_>) {
+        if std::mem::take(&mut self.idle_stale) && self.slots.is_empty() {
+            self.idle_since = cx.now();
+        }
         let in_flight = !self.slots.is_empty() || matches!(self.read, ReadState::Body { .. });
         let (stopping, held) = {
             let mut shared = self.shared.borrow_mut();

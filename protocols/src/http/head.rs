@@ -85,8 +85,21 @@ pub(crate) fn find_head_end(buf: &[u8], scanned: &mut usize) -> Result<Option<us
     Ok(None)
 }
 
-/// Parses and validates a complete head (`buf` ends with `\r\n\r\n`).
-pub(crate) fn parse_head(buf: &[u8], config: &HttpConfig) -> Result<Head, HeadError> {
+/// Parses and validates a complete head (`buf` ends with `\r\n\r\n`). `shared` holds the
+/// same bytes as `buf`, owned (the target and every header value become slices of it, no
+/// allocation per header); `headers` is an empty map to fill (a recycled one keeps its
+/// capacity: no allocation for the map either).
+// Inlined into its one caller: the head is then built in place, not moved out in a
+// `Result` (a copy of some 200 bytes per request).
+#[inline(always)]
+pub(crate) fn parse_head(
+    buf: &[u8],
+    shared: bytes::Bytes,
+    config: &HttpConfig,
+    mut headers: HeaderMap,
+) -> Result<Head, HeadError> {
+    debug_assert_eq!(&shared[..], buf);
+    debug_assert!(headers.is_empty());
     // Uninitialised header slots: nothing to zero per request.
     let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
     let mut heap;
@@ -120,13 +133,10 @@ pub(crate) fn parse_head(buf: &[u8], config: &HttpConfig) -> Result<Head, HeadEr
     };
     let method =
         Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(|_| bad("invalid method"))?;
-    // One copy of the head; the target and every header value are slices of it (no
-    // allocation per header).
-    let shared = bytes::Bytes::copy_from_slice(buf);
     let target = req.path.unwrap_or("");
     let uri = parse_target(&method, target, sub(&shared, buf, target.as_bytes()))?;
 
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    headers.reserve(req.headers.len());
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_encoding = false;
@@ -253,7 +263,7 @@ fn parse_target(method: &Method, target: &str, shared: bytes::Bytes) -> Result<U
     }
 }
 
-/// The part of `shared` (a copy of `buf`) where `part` (a slice of `buf`) is.
+/// The part of `shared` (holding the same bytes as `buf`) where `part` (a slice of `buf`) is.
 fn sub(shared: &bytes::Bytes, buf: &[u8], part: &[u8]) -> bytes::Bytes {
     let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize).min(shared.len());
     shared.slice(start..(start + part.len()).min(shared.len()))

@@ -15,6 +15,10 @@ use super::response::{self, Body, Framing, Response};
 /// the buffer full (the transport's default high watermark).
 const HELD_OUTPUT_HIGH: usize = 64 * 1024;
 
+/// A response's header map with room for at most this many entries is kept for the next
+/// request's headers; a bigger one is dropped rather than kept for the connection's life.
+const SPARE_HEADERS_MAX: usize = 64;
+
 impl St {
     /// Writes `data` for slot `i`: straight to the transport when it is the front slot and no
     /// body producer is running, else kept until the slots before it are done.
@@ -108,6 +112,12 @@ impl St {
             keep_alive_10,
             self.config.server.as_deref(),
         );
+        if parts.headers.capacity() <= SPARE_HEADERS_MAX {
+            // Recycled for the next request's headers (hyper does the same).
+            let mut headers = parts.headers;
+            headers.clear();
+            self.spare_headers = Some(headers);
+        }
         let discard = framing == Framing::None;
         slot.state = Resp::Done;
         match body {
@@ -125,8 +135,11 @@ impl St {
                     let remaining = if let Framing::Length(n) = framing { Some(n) } else { None };
                     // For the access log: the producer writes the body itself.
                     slot.bytes += remaining.unwrap_or(0);
-                    slot.reader =
-                        Some(BodyProducerParts { reader, chunked: framing == Framing::Chunked, remaining });
+                    slot.reader = Some(Box::new(BodyProducerParts {
+                        reader,
+                        chunked: framing == Framing::Chunked,
+                        remaining,
+                    }));
                 }
             }
             Body::Stream { .. } => {
@@ -211,7 +224,7 @@ impl St {
                     t.unregister_producer();
                     shared.held = false;
                 }
-                let producer = body_sender(parts, self.shared.clone());
+                let producer = body_sender(*parts, self.shared.clone());
                 shared.producing = t.register_producer(producer, false).is_ok();
                 return retired;
             }
@@ -221,7 +234,10 @@ impl St {
             let done = self.slots.pop_front().expect("front exists");
             retired = true;
             if self.config.access_log {
-                tracing::info!(target: "torsion::http::access", method = %done.method, path = %done.path,
+                // A request refused before it had a head is logged as `GET` with an empty path.
+                let (method, path) =
+                    done.log.as_deref().map_or(("GET", ""), |(m, p)| (m.as_str(), p.as_str()));
+                tracing::info!(target: "torsion::http::access", method = %method, path = %path,
                     status = done.status, bytes = done.bytes, "request");
             }
             if done.upgrade {
@@ -231,7 +247,14 @@ impl St {
             if done.close_after {
                 self.closing = true;
                 self.slots.clear();
-                cx.transport().lose_connection();
+                let mut transport = cx.transport();
+                if self.input_done && self.inbuf.is_empty() {
+                    // The client asked to close and everything it sent is read: close at
+                    // once rather than linger for its FIN (the reactor still lingers if more
+                    // input turns out to be waiting).
+                    transport.expect_no_more_input();
+                }
+                transport.lose_connection();
                 return retired;
             }
             if let Some(next) = self.slots.front_mut() {
@@ -239,7 +262,9 @@ impl St {
                     cx.transport().write_bytes(chunk);
                 }
             } else {
-                self.idle_since = cx.now();
+                // Stamped once in `settle`, not per response: a pipelined batch empties the
+                // queue after each of its requests, and reading the clock is not free.
+                self.idle_stale = true;
             }
         }
     }

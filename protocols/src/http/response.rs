@@ -256,7 +256,11 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    // Byte by byte: a length has a few digits, and a copy of a run of unknown length is a
+    // `memcpy` call (0.9% of a pipelined run, once per response).
+    for &d in &digits[i..] {
+        out.push(d);
+    }
 }
 
 /// `n` in hexadecimal followed by CRLF, as a chunk-size line: the buffer and its used length.

@@ -55,7 +55,12 @@ impl Reactor {
         let key = self
             .world
             .core
-            .add_stream(Box::new(MemorySocket::new()), peer, Some(local), Phase::Open)
+            .add_stream(
+                Box::new(MemorySocket::new()),
+                peer,
+                std::cell::OnceCell::from(Some(local)),
+                Phase::Open,
+            )
             .expect("memory sockets always register");
         self.world.protocols.insert(key, protocol);
         self.world.call_protocol(key, "connection_made", |p, cx| p.connection_made(cx));
