@@ -191,7 +191,7 @@ impl World {
             debug!(%peer, "factory refused the connection (or panicked); closing it");
             return;
         };
-        set_nodelay(stream.as_ref(), self.core.config.nodelay);
+        torsion_transports::apply_nodelay(stream.as_ref(), self.core.config.nodelay);
         // Our address is read when first asked for: no `getsockname` per accept.
         let key = match self.core.add_stream(stream, peer, std::cell::OnceCell::new(), Phase::Open) {
             Ok(key) => key,
@@ -216,7 +216,7 @@ impl World {
         role: torsion_transports::TlsRole,
         read_buf: &mut [u8],
     ) {
-        set_nodelay(stream.as_ref(), self.core.config.nodelay);
+        torsion_transports::apply_nodelay(stream.as_ref(), self.core.config.nodelay);
         let added = Core::wrap_tls(stream, &role)
             .and_then(|stream| self.core.add_stream(stream, peer, std::cell::OnceCell::new(), Phase::Open));
         let key = match added {
@@ -229,13 +229,5 @@ impl World {
         self.core.begin_handshake(key, crate::tls::AfterHandshake::Server { listener });
         self.read(key, read_buf);
         self.settle();
-    }
-}
-
-/// Sets TCP_NODELAY on an accepted stream if asked (best effort: a failure leaves Nagle on,
-/// nothing worse).
-fn set_nodelay(stream: &dyn torsion_transports::socket::StreamSocket, nodelay: bool) {
-    if nodelay {
-        let _ = stream.set_nodelay(true);
     }
 }

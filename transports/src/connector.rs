@@ -15,11 +15,17 @@ pub fn start_stream_connect(addr: &Address) -> Result<BoxedStream, TransportErro
     }
 }
 
-/// A connection is established (accepted, or its connect completed): sets TCP_NODELAY once if
-/// asked (best effort: a failure leaves Nagle on, nothing worse) and returns our local address.
+/// A connection is established (its connect completed): sets TCP_NODELAY once if asked
+/// ([`apply_nodelay`]) and returns our local address.
 pub fn establish(socket: &dyn StreamSocket, nodelay: bool) -> Option<Address> {
+    apply_nodelay(socket, nodelay);
+    socket.local_address()
+}
+
+/// Sets TCP_NODELAY on a new connection if asked (best effort: a failure leaves Nagle on,
+/// nothing worse). Accepting calls it alone: the local address is read lazily there.
+pub fn apply_nodelay(socket: &dyn StreamSocket, nodelay: bool) {
     if nodelay {
         let _ = socket.set_nodelay(true);
     }
-    socket.local_address()
 }

@@ -58,7 +58,7 @@ pub use buffer::{
     DIRECT_WRITE_MIN, MAX_WRITE_PER_CALL,
 };
 pub use connection::{Connection, Linger, ReadOutcome, Socket};
-pub use connector::{establish, start_stream_connect};
+pub use connector::{apply_nodelay, establish, start_stream_connect};
 pub use endpoint::{ClientEndpoint, EndpointParseError, ServerEndpoint, SystemdDomain};
 pub use handoff::{handoff_queue, HandedOff, HandoffError, HandoffReceiver, HandoffSender};
 pub use listener::{AcceptOutcome, ListenerSocket, ReserveFd, RESERVE_DRAIN_MAX};

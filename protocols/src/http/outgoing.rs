@@ -180,8 +180,9 @@ impl St {
             self.slots[i].bytes += (len + data.len() + 2) as u64;
             Ok(cx.transport().write_sequence([&line[..len], data, b"\r\n"]))
         } else if *chunked {
-            let mut chunk = Vec::with_capacity(data.len() + 20);
-            chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            let (line, len) = response::chunk_size_line(data.len());
+            let mut chunk = Vec::with_capacity(len + data.len() + 2);
+            chunk.extend_from_slice(&line[..len]);
             chunk.extend_from_slice(data);
             chunk.extend_from_slice(b"\r\n");
             Ok(self.emit(cx, i, Bytes::from(chunk)))

@@ -12,6 +12,7 @@ use std::time::Duration;
 use torsion_reactor::{Ctx, DisconnectReason, Producer};
 
 use super::conn::{BodyProducerParts, Shared};
+use super::response::chunk_size_line;
 use crate::FileSender;
 
 /// Bytes read from a body reader per `resume_producing`.
@@ -33,8 +34,9 @@ pub(crate) fn body_sender(
     }
     if chunked {
         sender = sender.transform(|cx, data| {
+            let (line, len) = chunk_size_line(data.len());
             let mut t = cx.transport();
-            t.write(format!("{:x}\r\n", data.len()).as_bytes());
+            t.write(&line[..len]);
             t.write_bytes(data);
             t.write(b"\r\n");
         });
