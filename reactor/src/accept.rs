@@ -177,7 +177,7 @@ impl World {
     fn accepted(&mut self, listener: SourceKey, stream: BoxedStream, peer: Address, read_buf: &mut [u8]) {
         if let Some(config) = self.core.listener_mut(listener).and_then(|l| l.tls.clone()) {
             let role = torsion_transports::TlsRole::Server(config);
-            return self.accepted_tls(listener, stream, peer, role, read_buf);
+            return self.accepted_tls(listener, stream, peer, role);
         }
         let Some(mut factory) = self.core.listener_mut(listener).and_then(|l| l.factory.take()) else {
             return;
@@ -214,7 +214,6 @@ impl World {
         stream: BoxedStream,
         peer: Address,
         role: torsion_transports::TlsRole,
-        read_buf: &mut [u8],
     ) {
         torsion_transports::apply_nodelay(stream.as_ref(), self.core.config.nodelay);
         let added = Core::wrap_tls(stream, &role)
@@ -227,7 +226,12 @@ impl World {
             }
         };
         self.core.begin_handshake(key, crate::tls::AfterHandshake::Server { listener });
-        self.read(key, read_buf);
+        // No eager read here, unlike a plain accept: a ClientHello costs the handshake's
+        // whole key exchange (a millisecond with P-384), and doing that inside the accept
+        // batch would make every event already reported this turn (other clients' Finished
+        // messages, their data) wait behind it. The registration's edge reports the
+        // ClientHello, in its turn; and when it has not arrived yet, which is usual, this
+        // saves a `recv` that would only say `EAGAIN`.
         self.settle();
     }
 }
