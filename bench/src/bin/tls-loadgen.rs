@@ -43,6 +43,11 @@ struct Cli {
     /// Plain TCP instead of TLS (the plaintext baseline of the stream scenario).
     #[arg(long)]
     plain: bool,
+    /// The key exchange the client offers: `provider` (the ring provider's default list, which
+    /// rustls 0.23.48 starts with P-384), or only `x25519` (what browsers, curl and
+    /// OpenSSL offer first), `p256` or `p384`.
+    #[arg(long, default_value = "provider")]
+    kx: String,
 }
 
 type Tls = StreamOwned<ClientConnection, TcpStream>;
@@ -63,9 +68,9 @@ impl Conn {
         Ok(Conn::Tls(Box::new(connect(addr, config)?)))
     }
 
-    fn echo(&mut self, out: &[u8], back: &mut [u8]) -> std::io::Result<()> {
+    fn echo(&mut self, out: &[u8], back: &mut [u8], chunk: &mut [u8]) -> std::io::Result<()> {
         match self {
-            Conn::Tls(t) => echo(t, out, back),
+            Conn::Tls(t) => echo(t, out, back, chunk),
             Conn::Plain(t) => {
                 t.write_all(out)?;
                 t.read_exact(&mut back[..out.len()])
@@ -86,9 +91,48 @@ fn connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> std::io::Result<Tls>
     Ok(tls)
 }
 
-fn echo(tls: &mut Tls, out: &[u8], back: &mut [u8]) -> std::io::Result<()> {
-    tls.write_all(out)?;
-    tls.read_exact(&mut back[..out.len()])
+/// Ciphertext read from the socket per `read` call.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Writes `out` and reads its echo into `back`.
+///
+/// The ciphertext is read from the socket in chunks of up to 256 KiB and fed to rustls from
+/// memory, as torsion's server does, instead of through `StreamOwned`, whose `read_tls` asks
+/// the socket for at most 4 KiB at a time: with a read system call per 4 KiB, this generator,
+/// not the server under test, set the TLS stream scenario's pace.
+fn echo(tls: &mut Tls, out: &[u8], back: &mut [u8], chunk: &mut [u8]) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    tls.conn.writer().write_all(out)?;
+    while tls.conn.wants_write() {
+        tls.conn.write_tls(&mut tls.sock)?;
+    }
+    let back = &mut back[..out.len()];
+    let mut got = 0;
+    while got < back.len() {
+        let n = tls.sock.read(chunk)?;
+        if n == 0 {
+            return Err(Error::new(ErrorKind::UnexpectedEof, "the server closed mid-echo"));
+        }
+        let mut ciphertext = &chunk[..n];
+        while !ciphertext.is_empty() {
+            tls.conn.read_tls(&mut ciphertext)?;
+            tls.conn.process_new_packets().map_err(Error::other)?;
+            // Drain the plaintext before feeding more: rustls refuses ciphertext while 16 KiB
+            // of plaintext waits.
+            loop {
+                match tls.conn.reader().read(&mut back[got..]) {
+                    Ok(0) if got < back.len() => {
+                        return Err(Error::new(ErrorKind::UnexpectedEof, "close_notify mid-echo"))
+                    }
+                    Ok(0) => break,
+                    Ok(k) => got += k,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() {
@@ -98,7 +142,22 @@ fn main() {
         roots.add(cert.expect("CA certificate")).expect("CA");
     }
     #[allow(deprecated)] // the ring provider, as the servers use
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    #[allow(deprecated)]
+    let group: Option<&'static dyn rustls::crypto::SupportedKxGroup> = match cli.kx.as_str() {
+        "provider" => None,
+        "x25519" => Some(rustls::crypto::ring::kx_group::X25519),
+        "p256" => Some(rustls::crypto::ring::kx_group::SECP256R1),
+        "p384" => Some(rustls::crypto::ring::kx_group::SECP384R1),
+        other => {
+            eprintln!("tls-loadgen: unknown --kx {other} (provider, x25519, p256, p384)");
+            std::process::exit(2);
+        }
+    };
+    if let Some(group) = group {
+        provider.kx_groups = vec![group];
+    }
+    let provider = Arc::new(provider);
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("TLS 1.3")
@@ -119,11 +178,12 @@ fn main() {
                 let size = if scenario == "stream" { 64 * 1024 } else { 64 };
                 let out = vec![7u8; size];
                 let mut back = vec![0u8; size];
+                let mut chunk = vec![0u8; READ_CHUNK];
                 let mut tls = None;
                 while !stop.load(Ordering::Relaxed) {
                     if scenario == "handshake" {
                         let mut t = connect(addr, &config)?;
-                        echo(&mut t, &out, &mut back)?;
+                        echo(&mut t, &out, &mut back, &mut chunk)?;
                         t.conn.send_close_notify();
                         let _ = t.flush();
                         if measuring.load(Ordering::Relaxed) {
@@ -135,7 +195,7 @@ fn main() {
                         Some(t) => t,
                         None => tls.insert(Conn::open(addr, &config, plain)?),
                     };
-                    t.echo(&out, &mut back)?;
+                    t.echo(&out, &mut back, &mut chunk)?;
                     if measuring.load(Ordering::Relaxed) {
                         count
                             .fetch_add(if scenario == "stream" { size as u64 } else { 1 }, Ordering::Relaxed);
