@@ -285,3 +285,58 @@ fn every_read_buffer_size_handshakes_and_echoes() {
         assert!(back == message, "echo differs with a {size}-byte read buffer");
     }
 }
+
+/// ClientHellos already waiting in their sockets when the server accepts them (the clients
+/// connected and wrote while the loop was not running): the server accepts without reading
+/// (a handshake's key exchange is not done inside the accept batch), and the registration's
+/// edge reports each ClientHello, so every handshake completes and echoes well before the
+/// handshake deadline.
+#[test]
+fn client_hellos_queued_before_the_accept_are_answered() {
+    const CLIENTS: usize = 5;
+    let pki = Pki::new();
+    let mut reactor = Reactor::new().unwrap();
+    let port = reactor
+        .listen_tls(&Address::Inet(torsion_tests::localhost()), pki.server_config(), |_| Some(Echo))
+        .expect("listen_tls");
+    let Address::Inet(inet) = port.local_addr().clone() else { panic!("TCP") };
+    let (queued_tx, queued_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (config, queued_tx, done_tx) = (pki.client_config(), queued_tx.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                let result = (|| -> std::io::Result<()> {
+                    let mut tcp = std::net::TcpStream::connect(inet)?;
+                    tcp.set_read_timeout(Some(torsion_tests::WAIT))?;
+                    let mut conn = rustls::ClientConnection::new(config, localhost_name())
+                        .map_err(std::io::Error::other)?;
+                    conn.write_tls(&mut tcp)?; // the ClientHello, into the not yet accepted socket
+                    queued_tx.send(()).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, tcp);
+                    let message = pattern(i as u64, 1000);
+                    tls.write_all(&message)?;
+                    let mut back = vec![0u8; message.len()];
+                    tls.read_exact(&mut back)?;
+                    if back != message {
+                        return Err(std::io::Error::other("echo differs"));
+                    }
+                    Ok(())
+                })();
+                done_tx.send(result.map_err(|e| e.to_string())).unwrap();
+            })
+        })
+        .collect();
+    for _ in 0..CLIENTS {
+        recv(&queued_rx, "a ClientHello written before the loop runs");
+    }
+    let mut results = Vec::new();
+    run_until(&mut reactor, "every queued client's echo", |_| {
+        results.extend(done_rx.try_iter());
+        results.len() == CLIENTS
+    });
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
