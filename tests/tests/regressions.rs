@@ -6,7 +6,8 @@
 //!   buffered and never queued the next `resume_producing`). Swept over every write path
 //!   (`write`, `write_bytes`, `write_sequence`, `transport_for(..).write`) × chunk sizes around
 //!   the direct-write threshold × a fast and a slow reader × with and without a
-//!   `lose_connection` waiting on the producer, in the harness and over loopback.
+//!   `lose_connection` waiting on the producer, in the harness, over loopback, and over TLS
+//!   (where the producer's chunks become records and the watermarks count ciphertext too).
 //! - `a_push_producer_registered_below_high_starts_*`: a push producer object registered on a
 //!   buffer below the high mark was never called, so it never wrote a byte.
 //! - `a_client_whose_connect_fails_*`: a client whose only connection failed hung in `run()`
@@ -261,7 +262,7 @@ fn push_producer_streams_everything_to_a_slow_reader_in_the_harness() {
 
 /// Reads to EOF; a slow reader takes 4 KiB at a time and yields the CPU every 64 KiB, so the
 /// server's buffer fills and its producer is paused (or not resumed) along the way.
-fn read_all(mut stream: AnyStream, slow: bool) -> Vec<u8> {
+fn read_all(mut stream: impl Read, slow: bool) -> Vec<u8> {
     let deadline = Instant::now() + WAIT;
     let mut got = Vec::new();
     let mut buf = vec![0; if slow { 4096 } else { 256 * 1024 }];
@@ -298,6 +299,48 @@ fn loopback_sweep(push: bool, slow: bool) {
         assert!(got == data, "{case:?} slow {slow}: every byte, in order");
     }
     server.stop();
+}
+
+/// [`loopback_sweep`] over TLS: a torsion TLS server, rustls' blocking client reading to the
+/// server's `close_notify`.
+fn tls_sweep(push: bool, slow: bool) {
+    use torsion_tests::tls::{blocking_client, tls_server, Pki};
+    let pki = Pki::new();
+    let all = cases(push);
+    let server_cases = all.clone();
+    let (_server, addr) = tls_server(
+        pki.server_config(),
+        |_| {},
+        move || move |_peer| Some(CaseByIndex { cases: server_cases.clone(), started: false }),
+    );
+    for (index, case) in all.iter().enumerate() {
+        let mut stream = blocking_client(&addr, pki.client_config()).expect("handshake");
+        std::io::Write::write_all(&mut stream, &[index as u8]).unwrap();
+        let got = read_all(stream, slow);
+        let data = case.data();
+        assert_eq!(got.len(), data.len(), "TLS {case:?} slow {slow}: bytes delivered");
+        assert!(got == data, "TLS {case:?} slow {slow}: every byte, in order");
+    }
+}
+
+#[test]
+fn pull_producer_streams_everything_to_a_fast_reader_over_tls() {
+    tls_sweep(false, false);
+}
+
+#[test]
+fn pull_producer_streams_everything_to_a_slow_reader_over_tls() {
+    tls_sweep(false, true);
+}
+
+#[test]
+fn push_producer_streams_everything_to_a_fast_reader_over_tls() {
+    tls_sweep(true, false);
+}
+
+#[test]
+fn push_producer_streams_everything_to_a_slow_reader_over_tls() {
+    tls_sweep(true, true);
 }
 
 /// Starts the case its first input byte names, closing when the producer is done.
