@@ -27,7 +27,7 @@ use torsion_reactor::testing::Harness;
 use torsion_reactor::{
     client_factory, Bytes, ConnId, Ctx, DisconnectReason, Error, Producer, Protocol, Reactor,
 };
-use torsion_tests::{pattern, refused_addr, AnyStream, Server, WAIT};
+use torsion_tests::{pattern, refused_addr, Server, WAIT};
 
 const HIGH: usize = 64 * 1024;
 
