@@ -262,3 +262,38 @@ fn no_shared_alpn_protocol_is_a_typed_handshake_failure() {
     let reason = recv(&rx, "the server's failure");
     assert_eq!(reason, DisconnectReason::Tls(TlsFailure::Handshake(rustls::Error::NoApplicationProtocol)));
 }
+
+/// The short-read rule inside the TLS layer, on an in-memory socket holding half a ClientHello
+/// and the client's FIN. When the connection says a short read may end the read (the poller
+/// reported no hang-up, so a FIN arriving later raises a new edge), the read stops after the
+/// short read with `WouldBlock` instead of reading the socket again; when it says a hang-up
+/// was reported, the read goes on to the FIN and reports the handshake cut short, since no
+/// further edge would.
+#[test]
+fn a_short_read_ends_a_tls_read_unless_a_hang_up_was_reported() {
+    use torsion_transports::{MemorySocket, Socket as _, TlsRole, TlsStream};
+    let pki = Pki::new();
+    let hello = client_hello(&pki);
+    let half = &hello[..hello.len() / 2];
+    for hang_up_reported in [false, true] {
+        let mut socket = MemorySocket::new();
+        socket.feed(half);
+        socket.feed_eof();
+        let role = TlsRole::Server(pki.server_config());
+        let mut tls = TlsStream::new(Box::new(socket), &role, Vec::new()).unwrap();
+        tls.set_short_read_ends(!hang_up_reported);
+        let mut buf = vec![0u8; 64 * 1024];
+        let first = tls.read(&mut buf);
+        let cut_short = |r: &std::io::Result<usize>| matches!(r, Err(e) if matches!(TlsFailure::from_io(e), Some(TlsFailure::ClosedDuringHandshake)));
+        if hang_up_reported {
+            assert!(cut_short(&first), "read on to the FIN: {first:?}");
+        } else {
+            assert!(
+                matches!(&first, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+                "stop after the short read: {first:?}"
+            );
+            let second = tls.read(&mut buf);
+            assert!(cut_short(&second), "the next read (the FIN's edge) finds the FIN: {second:?}");
+        }
+    }
+}

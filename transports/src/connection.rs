@@ -29,6 +29,14 @@ pub trait Socket: io::Read + io::Write {
     fn may_have_more_input(&self) -> bool {
         false
     }
+
+    /// Whether a short read may end the coming `read`: true unless the poller has reported
+    /// the peer's hang-up, so that the next data or the peer's FIN raises a new edge (the
+    /// short-read rule). A layer that reads its socket more than once per `read` (TLS reads on
+    /// until a whole record is in) then stops after a short read with `WouldBlock` instead of
+    /// asking the socket again only to hear `WouldBlock`. The connection says so before every
+    /// read; plain sockets, which read once, ignore it.
+    fn set_short_read_ends(&mut self, _ends: bool) {}
 }
 
 /// The result of one read attempt.
@@ -290,6 +298,7 @@ impl<S: Socket> Connection<S> {
 
     /// Reads once into `buf`, retrying on `Interrupted`. Records the peer's EOF.
     pub fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        self.socket.set_short_read_ends(!self.hup);
         loop {
             return match self.socket.read(buf) {
                 Ok(0) => {

@@ -114,6 +114,10 @@ impl<S: Socket + ?Sized> Socket for Box<S> {
     fn may_have_more_input(&self) -> bool {
         (**self).may_have_more_input()
     }
+
+    fn set_short_read_ends(&mut self, ends: bool) {
+        (**self).set_short_read_ends(ends)
+    }
 }
 
 /// The credentials of the process at the other end of a Unix socket, as the kernel recorded

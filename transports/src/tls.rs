@@ -137,6 +137,8 @@ pub struct TlsStream {
     unsent: usize,
     /// The last read filled the caller's buffer at the socket: more may be waiting.
     more_input: bool,
+    /// A short read with no whole record may end a read ([`Socket::set_short_read_ends`]).
+    short_read_ends: bool,
     close_notify_sent: bool,
     peer_closed: bool,
     /// Plaintext handed back with [`unread`](TlsStream::unread), returned by the next read.
@@ -170,6 +172,7 @@ impl TlsStream {
             prefix_sent: 0,
             unsent: 0,
             more_input: false,
+            short_read_ends: false,
             close_notify_sent: false,
             peer_closed: false,
             held: Vec::new(),
@@ -391,9 +394,14 @@ impl Read for TlsStream {
             if self.peer_closed {
                 return Ok(0);
             }
-            // No whole record yet: read on. The socket answers `WouldBlock` once drained (then
-            // the next edge brings the rest), or shows a FIN that came with the partial record
-            // (which no further edge would report).
+            // No whole record yet (or only handshake messages). A short read drained the
+            // socket: unless the poller reported a hang-up, the next data or the FIN raises a
+            // new edge, so stop here rather than read again for a `WouldBlock` (one system call
+            // per handshake flight). After a hang-up read on: the FIN may have come with the
+            // partial record, and no further edge would report it.
+            if self.short_read_ends && got < buf.len() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
         }
     }
 }
@@ -443,6 +451,10 @@ impl Socket for TlsStream {
 
     fn may_have_more_input(&self) -> bool {
         self.more_input
+    }
+
+    fn set_short_read_ends(&mut self, ends: bool) {
+        self.short_read_ends = ends;
     }
 }
 
