@@ -17,7 +17,11 @@
 //!
 //! A read returns less than the buffer only when the socket was drained, or tells the
 //! connection there may be more ([`Socket::may_have_more_input`]), so the edge-triggered
-//! short-read rule stays true.
+//! short-read rule stays true. The rule holds inside too: a read that has no whole record yet
+//! reads the socket again only if the last read filled the buffer, or if the poller reported
+//! a hang-up ([`Socket::set_short_read_ends`]); otherwise it ends with `WouldBlock` after the
+//! short read, since the rest of the record (or the FIN) raises a new edge. A handshake flight
+//! thus costs one `recv`, not one and an `EAGAIN`.
 //!
 //! # Writing
 //! Plaintext is handed to rustls only when no ciphertext is waiting for the socket, at most
