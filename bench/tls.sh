@@ -22,7 +22,8 @@
 #
 # Environment: BENCH_DURATION (seconds per run, default 4), BENCH_ROUNDS (default 3),
 # BENCH_BUILD=0 to skip the builds, BENCH_SERVER_CPU / BENCH_LOADGEN_CPU, CARGO_TARGET_DIR,
-# BENCH_SCENARIOS (default "handshake x25519 stream pingpong": any subset, in that order).
+# BENCH_TLS_SCENARIOS (default "handshake x25519 stream pingpong": any subset, in that order;
+# not BENCH_SCENARIOS, which bench/report sets for its own scenarios).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,7 +35,7 @@ SERVER_CPU=${BENCH_SERVER_CPU:-0}
 LOADGEN_CPU=${BENCH_LOADGEN_CPU:-1}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RELEASE=$TARGET_DIR/release
-SCENARIOS=${BENCH_SCENARIOS:-handshake x25519 stream pingpong}
+SCENARIOS=${BENCH_TLS_SCENARIOS:-handshake x25519 stream pingpong}
 STARTUP_TENTHS=100
 BENCH_SCRIPT=tls.sh
 # shellcheck source=bench/common.sh
