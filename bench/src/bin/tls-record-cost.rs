@@ -9,8 +9,8 @@
 //! sockets, no event loop, no buffering: a floor under any rustls-based echo server, torsion's
 //! and tokio-rustls' alike.
 //!
-//! bench/tls.sh uses the AES-256-GCM figure (the suite rustls' ring provider negotiates by
-//! default) to bound the TLS/plaintext throughput ratio the machine allows.
+//! bench/tls.sh prints the AES-256-GCM figure (the suite rustls' ring provider negotiates by
+//! default) as part of torsion's TLS cost per MB: plaintext echo + records + the rest.
 //!
 //! Usage: `tls-record-cost [--megabytes N] [--trials N]`. Prints one line per suite,
 //! `SUITE us_per_mb=F` (the best of the trials, microseconds of CPU per MB echoed, that is per
