@@ -409,9 +409,10 @@ def main():
               f"`{env.get('REPORT_COMMIT', '?')}`. See [README.md](README.md) for what each "
               "scenario and figure means.")
     md.append("")
-    md.append("**Absolute figures are from a shared 2-core VM** (other engineers were compiling "
-              "on it during the run, so timings are noisy): compare servers by the **ratios to raw "
-              "mio**, measured in the same scenario of the same run, not by the absolute numbers.")
+    md.append("**Absolute figures are from a 2-core VM that other work may share** (the load "
+              "averages under Machine and setup say how busy it was; timings are noisy): compare "
+              "servers by the **ratios to raw mio**, measured in the same scenario of the same run, "
+              "not by the absolute numbers.")
     md += ["", "## Machine and setup", ""]
     md.append(f"* CPU: {env.get('REPORT_CPU', '?')}, {env.get('REPORT_CORES', '?')} cores; "
               f"memory {env.get('REPORT_MEMORY', '?')}")
