@@ -36,6 +36,12 @@ LOADGEN_CPU=${BENCH_LOADGEN_CPU:-1}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RELEASE=$TARGET_DIR/release
 SCENARIOS=${BENCH_TLS_SCENARIOS:-handshake x25519 stream pingpong}
+for scenario in $SCENARIOS; do
+    case $scenario in
+        handshake | x25519 | stream | pingpong) ;;
+        *) echo "tls.sh: unknown scenario $scenario (handshake, x25519, stream, pingpong)" >&2; exit 1 ;;
+    esac
+done
 STARTUP_TENTHS=100
 BENCH_SCRIPT=tls.sh
 # shellcheck source=bench/common.sh
@@ -107,7 +113,6 @@ for round in $(seq "$ROUNDS"); do
                 handshake | x25519) run_one "$server" "$scenario" 4 | tee -a "$RESULTS" ;;
                 stream) run_one "$server" stream 10 | tee -a "$RESULTS" ;;
                 pingpong) run_one "$server" pingpong 100 | tee -a "$RESULTS" ;;
-                *) die "unknown scenario $scenario (handshake, x25519, stream, pingpong)" ;;
             esac
         done
     done
