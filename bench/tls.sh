@@ -18,7 +18,9 @@
 #   pp64-c100      100 connections ping-ponging 64 B: messages/s and server CPU per message
 # and bench/src/bin/tls-record-cost.rs: rustls' record protection alone (AES-256-GCM, the suite
 # negotiated) per MB echoed, the part of a TLS echo's cost no server can avoid.
-# Server CPU is utime+stime from /proc/PID/stat around the measured window.
+# Server CPU is utime+stime from /proc/PID/stat around the measured window; each raw row also
+# gives the hypervisor's steal ticks on the server's CPU over the window (a VM's CPU stolen by
+# the host: that run was disturbed), and the summary lists the runs that had any.
 #
 # Environment: BENCH_DURATION (seconds per run, default 4), BENCH_ROUNDS (default 3),
 # BENCH_BUILD=0 to skip the builds, BENCH_SERVER_CPU / BENCH_LOADGEN_CPU, CARGO_TARGET_DIR,
@@ -68,10 +70,16 @@ openssl x509 -req -in "$WORK/req.pem" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -
     -out "$WORK/cert.pem" -days 1 -extfile "$WORK/ext.cnf" 2>/dev/null
 TLS_ARGS=(--tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem")
 
+# Steal ticks of the server's CPU (the whole machine's when unpinned): time the hypervisor ran
+# something else while this VM's CPU wanted to run. A round with steal was disturbed.
+STEAL_LINE=cpu
+[[ ${#PIN_SERVER[@]} -gt 0 ]] && STEAL_LINE=cpu$SERVER_CPU
+steal_ticks() { awk -v line="$STEAL_LINE" '$1 == line { print $9 }' /proc/stat; }
+
 # run_one SERVER SCENARIO CONNS [LOADGEN ARGS...]: one measured run; prints "SERVER SCENARIO
-# COUNT SECONDS TICKS". The x25519 scenario is the handshake one with `--kx x25519`.
+# COUNT SECONDS TICKS STEAL". The x25519 scenario is the handshake one with `--kx x25519`.
 run_one() {
-    local server=$1 scenario=$2 conns=$3 pid before after line
+    local server=$1 scenario=$2 conns=$3 pid before after steal_before steal_after line
     shift 3
     local extra=("$@") mode=$scenario
     if [[ $scenario == x25519 ]]; then
@@ -91,12 +99,15 @@ run_one() {
     local lg=$!
     sleep 1
     before=$(cpu_ticks "$pid")
+    steal_before=$(steal_ticks)
     sleep "$DURATION"
     after=$(cpu_ticks "$pid")
+    steal_after=$(steal_ticks)
     wait "$lg" || note "$server $scenario: the load generator failed: $(tail -n 2 "$WORK/lg.err")"
     line=$(cat "$WORK/lg.out")
     stop_pid "$pid"
-    echo "$server $scenario ${line#count=} $((after - before))" | sed 's/ seconds=/ /'
+    echo "$server $scenario ${line#count=} $((after - before)) $((steal_after - steal_before))" |
+        sed 's/ seconds=/ /'
 }
 
 RESULTS=$WORK/results
@@ -130,9 +141,12 @@ import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 tick = 1.0 / float(sys.argv[2])
 data = {}
-for server, scenario, count, seconds, ticks in rows:
+stolen = []
+for server, scenario, count, seconds, ticks, steal in rows:
     count, seconds, cpu = float(count), float(seconds), float(ticks) * tick
     data.setdefault((server, scenario), []).append((count / seconds, cpu / count if count else float("nan")))
+    if int(steal) > 0:
+        stolen.append(f"{server} {scenario} {int(steal) * tick * 1000:.0f} ms")
 def med(server, scenario, i):
     return statistics.median(v[i] for v in data[(server, scenario)])
 units = {"handshake": ("handshakes/s", 1e6, "µs CPU/handshake"),
@@ -167,4 +181,8 @@ if ("torsion-plain", "stream") in data:
         print(f"  stream: rustls' record protection alone (AES-256-GCM) {record:.0f} µs/MB echoed; torsion TLS"
               f" {tls_cpu:.0f} = plaintext {plain_cpu:.0f} + records {record:.0f} + rest {tls_cpu - plain_cpu - record:.0f}")
 print(f"  (medians of {len(next(iter(data.values())))} alternating rounds; the machine may be shared)")
+if stolen:
+    print(f"  hypervisor steal on the server's CPU in {len(stolen)} of {len(rows)} runs: {', '.join(stolen)}")
+else:
+    print(f"  no hypervisor steal on the server's CPU in any of the {len(rows)} runs")
 PY
