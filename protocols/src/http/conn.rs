@@ -262,7 +262,7 @@ impl<H: Handler> HttpProtocol<H> {
                                 }
                             };
                             let headers = self.st.spare_headers.take().unwrap_or_default();
-                            match parse_head(&rest[..end], shared, &self.st.config, headers) {
+                            match parse_head(shared, &self.st.config, headers) {
                                 Ok(head) => {
                                     used += end;
                                     self.start_request(cx, head);
