@@ -20,9 +20,9 @@ pub enum Body {
     /// The whole body, known now: sent with `Content-Length`.
     Full(Bytes),
     /// A reader streamed by a pull producer (a [`FileSender`](crate::FileSender)), one
-    /// 64 KiB chunk each time the write buffer drains, so a 10 GiB file costs no memory. With `length` it is sent with
-    /// `Content-Length` (the reader must give exactly that many bytes); without, chunked (or
-    /// close-delimited for HTTP/1.0).
+    /// 64 KiB chunk each time the write buffer drains, so a 10 GiB file costs no memory. With
+    /// `length` it is sent with `Content-Length` (the reader must give exactly that many
+    /// bytes); without, chunked (or close-delimited for HTTP/1.0).
     Reader {
         /// The source (a `File`, a `Take` of one for a range).
         reader: Box<dyn Read>,
