@@ -395,8 +395,8 @@ fn expect_no_more_input_with_unread_input_still_lingers(kind: Kind) {
         Some(PromiseThenClose(AnswerThenClose { response: r.clone(), first_read: f.clone() }))
     });
     for trial in 0..20 {
-        let (a, tx) = (listener.addr.clone(), mpsc::channel());
-        let (tx, rx) = tx;
+        let a = listener.addr.clone();
+        let (tx, rx) = mpsc::channel();
         let client = std::thread::spawn(move || {
             let mut stream = connect(kind, &a);
             stream.write_all(&request()).unwrap();
