@@ -506,7 +506,7 @@ def main():
     md += side_section("TLS", env.get("REPORT_TLS_TABLE"),
                        "`bench/tls.sh` in the same run: torsion's `echo-server` over TLS against a "
                        "tokio-rustls echo server (current_thread, the same rustls and ring provider); "
-                       "TLS 1.3 handshakes, a 64 KiB stream over 10 connections, 64 B ping-pong over 100. "
+                       "full TLS 1.3 handshakes (the P-384 key exchange the provider offers first, and X25519), a 64 KiB stream over 10 connections, 64 B ping-pong over 100. "
                        "Server CPU per unit from /proc; torsion/tokio-rustls below 1.00x is cheaper.")
     md += side_section("HTTP", env.get("REPORT_HTTP_TABLE"),
                        "`bench/http.sh` in the same run: `wrk -t1 -c100` on `/hello` against torsion's "
